@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mercato-dev/mercato/internal/platform/config"
+)
+
+func runArgs(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsage(t *testing.T) {
+	code, _, stderr := runArgs()
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "Usage:")
+
+	code, stdout, _ := runArgs("help")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "mercato up [flags]")
+	require.Contains(t, stdout, "Services: cart, catalog, gateway, identity, inventory, notifications, orders, payments\n")
+
+	code, _, stderr = runArgs("launch")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, `mercato: unknown command "launch"`)
+	require.Contains(t, stderr, "Services: ")
+
+	code, stdout, _ = runArgs("version")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "mercato dev")
+}
+
+func TestUnknownService(t *testing.T) {
+	for _, command := range []string{"serve", "migrate"} {
+		code, _, stderr := runArgs(command, "warehouse")
+		require.Equal(t, exitUsage, code)
+		require.Contains(t, stderr, "mercato "+command+`: unknown service "warehouse"`)
+		require.Contains(t, stderr, "Services: cart, catalog, gateway")
+
+		code, _, stderr = runArgs(command)
+		require.Equal(t, exitUsage, code)
+		require.Contains(t, stderr, "name one service")
+	}
+}
+
+func TestServeReportsEveryConfigurationProblem(t *testing.T) {
+	t.Setenv("MERCATO_DB_MAX_CONNS", "many")
+	t.Setenv("MERCATO_GRPC_ADDR", "nowhere")
+	code, stdout, stderr := runArgs("serve", "catalog")
+	require.Equal(t, exitUsage, code)
+	require.Equal(t, "mercato: catalog is misconfigured:\n"+
+		"  - MERCATO_DB_MAX_CONNS: \"many\" is not an integer\n"+
+		"  - server: listen address \"nowhere\" is not host:port\n", stderr)
+	require.Empty(t, stdout, "nothing started, so nothing logged")
+}
+
+func TestServeRefusesAnUnknownLogLevel(t *testing.T) {
+	t.Setenv("LOG_LEVEL", "chatty")
+	code, _, stderr := runArgs("serve", "identity")
+	require.Equal(t, exitUsage, code)
+	require.Equal(t, "mercato: identity is misconfigured:\n  - LOG_LEVEL: \"chatty\" is not one of debug, info, warn, error\n", stderr)
+}
+
+func TestMigrateReportsConfigurationProblems(t *testing.T) {
+	t.Setenv("MERCATO_DB_MAX_CONNS", "many")
+	code, _, stderr := runArgs("migrate", "catalog")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "mercato: catalog is misconfigured:\n  - MERCATO_DB_MAX_CONNS: \"many\" is not an integer\n")
+}
+
+func TestUpReportsConfigurationProblems(t *testing.T) {
+	code, _, stderr := runArgs("up", "--addr", "8080", "--db-prefix", "Bad-Prefix")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "mercato: up is misconfigured:\n")
+	require.Contains(t, stderr, `  - address "8080" is not host:port`)
+	require.Contains(t, stderr, `  - database prefix "Bad-Prefix"`)
+
+	code, _, _ = runArgs("up", "--no-such-flag")
+	require.Equal(t, exitUsage, code)
+}
+
+func TestProblemLines(t *testing.T) {
+	err := fmt.Errorf("catalog configuration: %w", errors.Join(
+		errors.New("MERCATO_DB_MAX_CONNS: \"x\" is not an integer"),
+		fmt.Errorf("server: %w", errors.Join(errors.New("gRPC listen address is empty"), errors.New("shutdown timeout must not be negative"))),
+		fmt.Errorf("database: %w", errors.New("database URL is empty")),
+	))
+	require.Equal(t, []string{
+		`MERCATO_DB_MAX_CONNS: "x" is not an integer`,
+		"server: gRPC listen address is empty",
+		"server: shutdown timeout must not be negative",
+		"database: database URL is empty",
+	}, problemLines(err))
+
+	require.Equal(t, []string{"a", "b"}, problemLines(errors.Join(errors.New("a"), errors.New("b"))))
+	require.Equal(t, []string{"open sqlite: disk full"}, problemLines(fmt.Errorf("open sqlite: %w", errors.New("disk full"))))
+}
+
+func TestMisconfigured(t *testing.T) {
+	clean := config.NewEnvFrom(nil)
+	validation := fmt.Errorf("gateway config: %w", errors.Join(errors.New("rate limit must not be negative")))
+	require.True(t, misconfigured(clean, validation, false), "a Validate result before anything was logged")
+	require.False(t, misconfigured(clean, validation, true), "a joined error after the service started is a failure")
+	require.False(t, misconfigured(clean, fmt.Errorf("listen gRPC: %w", errors.New("address in use")), false))
+
+	malformed := config.NewEnvFrom(map[string]string{"MERCATO_DB_MAX_CONNS": "x"})
+	malformed.Int("MERCATO_DB_MAX_CONNS", 0)
+	require.True(t, misconfigured(malformed, errors.New("anything"), true))
+}

@@ -1,0 +1,245 @@
+// Package cart is the cart service: one cart per user, served over gRPC
+// (every call acts on the caller's own cart), kept in SQL by default or in
+// Redis, and emptied of what was bought when an order of the cart is
+// confirmed.
+//
+// Decisions a reader may wonder about:
+//
+//   - No request names a user: the cart is always the caller's, so another
+//     user's cart is unreachable by construction rather than by a check
+//     that could be forgotten.
+//   - A line is at most 99 of one product and a cart at most 50 lines. The
+//     line limit is enforced atomically by each store (a row lock per cart
+//     on PostgreSQL, the write lock on SQLite, a Lua script on Redis).
+//   - Adding a product asks the catalog whether it exists (GetProduct,
+//     forwarding the caller's token); removing one does not, so a product
+//     deleted from the catalog can still be taken out of a cart. Prices are
+//     not kept: orders reads current prices at checkout.
+//   - order.confirmed takes the ordered quantities out of the buyer's cart
+//     rather than emptying it, so what the buyer added or raised after
+//     placing the order stays; and only when its from_cart field is true
+//     (the order checked out the cart). An order that listed its items
+//     itself ("buy now") leaves the cart alone. Each event applies once:
+//     in the consumer's transaction on SQL, and through an event marker
+//     set in the same Lua script as the change on Redis (see
+//     adapters.CartRedisRepository).
+package cart
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+
+	"github.com/mercato-dev/mercato/internal/cart/adapters"
+	"github.com/mercato-dev/mercato/internal/cart/app"
+	"github.com/mercato-dev/mercato/internal/cart/ports"
+	cartv1 "github.com/mercato-dev/mercato/internal/gen/cart/v1"
+	"github.com/mercato-dev/mercato/internal/platform/auth"
+	"github.com/mercato-dev/mercato/internal/platform/config"
+	"github.com/mercato-dev/mercato/internal/platform/db"
+	"github.com/mercato-dev/mercato/internal/platform/events"
+	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/resilience"
+	"github.com/mercato-dev/mercato/internal/platform/server"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Name is the service's name in logs, metrics and the gRPC health protocol.
+const Name = "cart"
+
+// Config is everything the cart needs to run.
+type Config struct {
+	Server server.Config
+	// DB holds the carts unless RedisURL is set, and in any case the
+	// consumer's processed events.
+	DB db.Config
+	// RedisURL, when set (redis://[user:password@]host:port/db, or
+	// rediss:// for TLS), keeps the carts in Redis instead of DB.
+	RedisURL string
+	// NATSURL is the NATS server whose JetStream carries order.confirmed.
+	NATSURL string
+	// JWKSURL is where identity publishes the public keys that sign access
+	// tokens. Not needed when Keys is set.
+	JWKSURL string
+	// CatalogAddr is the catalog's gRPC address (host:port, or
+	// dns:///name:port to balance over a headless service).
+	CatalogAddr string
+	// StreamReplicas is how many copies JetStream keeps of each stream: 1
+	// for a single NATS server (the default when 0), 3 on a cluster.
+	StreamReplicas int
+	// Keys, when set, verifies access tokens instead of fetching JWKSURL
+	// (tests, or a deployment that distributes keys another way).
+	Keys auth.KeySource
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Include("server", c.Server.Defaults().Validate())
+	p.Include("database", c.DB.Validate())
+	if c.RedisURL != "" {
+		// The parse error is not quoted: it may echo a password.
+		_, err := redis.ParseURL(c.RedisURL)
+		p.Add(err != nil, "Redis URL is not a valid redis:// or rediss:// URL")
+	}
+	p.Add(c.NATSURL == "", "NATS URL is empty")
+	if c.Keys == nil {
+		u, err := url.Parse(c.JWKSURL)
+		p.Add(c.JWKSURL == "", "JWKS URL is empty")
+		p.Add(c.JWKSURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == ""),
+			"JWKS URL %q is not an absolute http(s) URL", c.JWKSURL)
+	}
+	p.Add(c.CatalogAddr == "", "catalog address is empty")
+	p.Add(c.StreamReplicas < 0 || c.StreamReplicas > 5, "stream replicas must be between 1 and 5")
+	return p.Err()
+}
+
+// Migrate applies the cart's schema (and the events schema) to cfg.DB and
+// closes it again: what `mercato migrate cart` runs. It is idempotent.
+func Migrate(ctx context.Context, cfg Config) error {
+	d, err := db.Open(ctx, cfg.DB)
+	if err != nil {
+		return fmt.Errorf("open cart database: %w", err)
+	}
+	defer d.Close()
+	return MigrateDB(ctx, d)
+}
+
+// MigrateDB applies the cart's migrations and the events schema to an open
+// database.
+func MigrateDB(ctx context.Context, d *db.DB) error {
+	if err := events.Migrate(ctx, d, migrations); err != nil {
+		return fmt.Errorf("migrate cart: %w", err)
+	}
+	return nil
+}
+
+// Service is a running cart process.
+type Service struct {
+	server   *server.Server
+	consumer *events.Consumer
+	catalog  *grpc.ClientConn
+	redis    *redis.Client
+	nc       *nats.Conn
+	db       *db.DB
+	log      *slog.Logger
+}
+
+// New opens and migrates the database, connects to Redis (when
+// configured) and NATS (creating the streams), and starts listening.
+// Nothing is served or consumed until Run. On error everything opened so
+// far is closed again.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cart config: %w", err)
+	}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	d, err := db.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, fmt.Errorf("open cart database: %w", err)
+	}
+	closers = append(closers, func() { _ = d.Close() })
+	if err := MigrateDB(ctx, d); err != nil {
+		return nil, err
+	}
+
+	var (
+		store       app.Store = adapters.NewCartSQLRepository(d)
+		redisClient *redis.Client
+	)
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("parse Redis URL: %w", err)
+		}
+		redisClient = redis.NewClient(opts)
+		closers = append(closers, func() { _ = redisClient.Close() })
+		redisStore := adapters.NewCartRedisRepository(redisClient, "")
+		if err := redisStore.Ping(ctx); err != nil {
+			return nil, err
+		}
+		store = redisStore
+	}
+
+	nc, js, err := events.Connect(ctx, cfg.NATSURL, Name, cfg.StreamReplicas)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, nc.Close)
+
+	reg := observability.NewRegistry()
+	catalogConn, err := resilience.Dial("catalog", cfg.CatalogAddr, resilience.Options{Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { _ = catalogConn.Close() })
+	cart := app.NewCart(store, adapters.NewCatalogGRPCClient(catalogConn))
+
+	consumer, err := events.NewConsumer(d, js, logger, ports.OrderConfirmedConsumerConfig(0),
+		ports.OrderConfirmedHandler(cart), events.WithConsumerMetrics(reg))
+	if err != nil {
+		return nil, err
+	}
+
+	keys := cfg.Keys
+	if keys == nil {
+		keys = auth.NewJWKSCache(cfg.JWKSURL, nil)
+	}
+	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
+	srv, err := server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger))
+	if err != nil {
+		return nil, err
+	}
+	cartv1.RegisterCartServiceServer(srv.GRPC(), ports.NewGRPCServer(cart))
+	srv.AddCheck("database", d.PingContext)
+	srv.AddCheck("nats", events.ConnectedCheck(nc))
+	if redisClient != nil {
+		srv.AddCheck("redis", func(ctx context.Context) error { return redisClient.Ping(ctx).Err() })
+	}
+	// The catalog is deliberately not a readiness check: reading, removing
+	// and clearing work without it, and adding reports it as unavailable.
+
+	return &Service{
+		server: srv, consumer: consumer, catalog: catalogConn, redis: redisClient,
+		nc: nc, db: d, log: logger,
+	}, nil
+}
+
+// Run serves and consumes until ctx is cancelled, then drains in-flight
+// requests, lets the event in hand finish, and closes every connection. It
+// returns the error that stopped the service, or nil after a graceful
+// stop. Call it once.
+func (s *Service) Run(ctx context.Context) error {
+	err := s.server.Run(ctx, s.consumer.Run)
+	closeErr := errors.Join(s.catalog.Close(), events.Drain(s.nc), s.db.Close())
+	if s.redis != nil {
+		closeErr = errors.Join(closeErr, s.redis.Close())
+	}
+	if closeErr != nil {
+		s.log.WarnContext(ctx, "closing cart resources failed", "error", closeErr)
+	}
+	return err
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
+
+// HTTPAddr is the address of the admin HTTP listener (health, metrics).
+func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }

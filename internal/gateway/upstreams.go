@@ -1,0 +1,247 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/health" // client-side health checking, enabled in the service config
+	"google.golang.org/grpc/keepalive"
+
+	cartv1 "github.com/mercato-dev/mercato/internal/gen/cart/v1"
+	catalogv1 "github.com/mercato-dev/mercato/internal/gen/catalog/v1"
+	identityv1 "github.com/mercato-dev/mercato/internal/gen/identity/v1"
+	inventoryv1 "github.com/mercato-dev/mercato/internal/gen/inventory/v1"
+	notificationsv1 "github.com/mercato-dev/mercato/internal/gen/notifications/v1"
+	ordersv1 "github.com/mercato-dev/mercato/internal/gen/orders/v1"
+	paymentsv1 "github.com/mercato-dev/mercato/internal/gen/payments/v1"
+	"github.com/mercato-dev/mercato/internal/platform/observability"
+)
+
+// upstream is one service behind the gateway.
+type upstream struct {
+	// name keys Config.Upstreams (and MERCATO_<NAME>_ADDR in cmd/).
+	name string
+	// register adds the service's HTTP routes to the mux, calling it over conn.
+	register func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error
+	// statuses are the success statuses of methods that do not answer 200,
+	// keyed by full method name.
+	statuses map[string]int
+	// retryable are the full names of methods safe to call again after an
+	// UNAVAILABLE answer (reads); nothing else is ever retried.
+	retryable []string
+}
+
+// upstreams are the services the gateway serves. Adding a service is one
+// entry here (and its address in the environment).
+var upstreams = []upstream{
+	{
+		name:     "identity",
+		register: identityv1.RegisterIdentityServiceHandler,
+		statuses: map[string]int{
+			identityv1.IdentityService_Register_FullMethodName: http.StatusCreated,
+			identityv1.IdentityService_Logout_FullMethodName:   http.StatusNoContent,
+		},
+		retryable: []string{identityv1.IdentityService_GetMe_FullMethodName, identityv1.IdentityService_GetJWKS_FullMethodName},
+	},
+	{
+		name:     "catalog",
+		register: catalogv1.RegisterCatalogServiceHandler,
+		statuses: map[string]int{
+			catalogv1.CatalogService_CreateProduct_FullMethodName: http.StatusCreated,
+			catalogv1.CatalogService_DeleteProduct_FullMethodName: http.StatusNoContent,
+		},
+		retryable: []string{
+			catalogv1.CatalogService_ListProducts_FullMethodName,
+			catalogv1.CatalogService_GetProduct_FullMethodName,
+			catalogv1.CatalogService_BatchGetProducts_FullMethodName,
+		},
+	},
+	{
+		name:      "inventory",
+		register:  inventoryv1.RegisterInventoryServiceHandler,
+		retryable: []string{inventoryv1.InventoryService_GetStock_FullMethodName},
+	},
+	{
+		name:     "cart",
+		register: cartv1.RegisterCartServiceHandler,
+		statuses: map[string]int{
+			cartv1.CartService_ClearCart_FullMethodName: http.StatusNoContent,
+		},
+		retryable: []string{cartv1.CartService_GetCart_FullMethodName},
+	},
+	{
+		name:     "orders",
+		register: ordersv1.RegisterOrdersServiceHandler,
+		statuses: map[string]int{
+			ordersv1.OrdersService_PlaceOrder_FullMethodName: http.StatusAccepted,
+		},
+		retryable: []string{
+			ordersv1.OrdersService_GetOrder_FullMethodName,
+			ordersv1.OrdersService_ListOrders_FullMethodName,
+			ordersv1.OrdersService_ListOrderEvents_FullMethodName,
+		},
+	},
+	{
+		name:      "payments",
+		register:  paymentsv1.RegisterPaymentsServiceHandler,
+		retryable: []string{paymentsv1.PaymentsService_ListPayments_FullMethodName},
+	},
+	{
+		name:      "notifications",
+		register:  notificationsv1.RegisterNotificationsServiceHandler,
+		retryable: []string{notificationsv1.NotificationsService_ListNotifications_FullMethodName},
+	},
+}
+
+// UpstreamNames lists the upstream services, in the order they are set up;
+// each needs an address in Config.Upstreams.
+func UpstreamNames() []string {
+	names := make([]string, len(upstreams))
+	for i, u := range upstreams {
+		names[i] = u.name
+	}
+	return names
+}
+
+// upstreamPool holds one long-lived client connection per upstream. A
+// connection balances calls round-robin over every address its target
+// resolves to and, through client-side health checking, skips instances
+// that report NOT_SERVING (draining or not ready).
+type upstreamPool struct {
+	conns   map[string]*grpc.ClientConn
+	targets map[string]string
+}
+
+func dialUpstreams(targets map[string]string, reg prometheus.Registerer) (*upstreamPool, error) {
+	metrics := observability.NewGRPCClientMetrics(reg)
+	p := &upstreamPool{conns: map[string]*grpc.ClientConn{}, targets: targets}
+	for _, u := range upstreams {
+		serviceConfig, err := serviceConfigJSON(u.retryable)
+		if err != nil {
+			_ = p.close()
+			return nil, err
+		}
+		conn, err := grpc.NewClient(targets[u.name],
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultServiceConfig(serviceConfig),
+			// Pings only while calls are in flight: the services keep
+			// grpc-go's default enforcement policy, which answers idle
+			// pings with GOAWAY.
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+			grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithPropagators(propagator))),
+			grpc.WithChainUnaryInterceptor(markUpstreamCall, metrics.UnaryClientInterceptor()),
+			grpc.WithUserAgent("mercato-gateway"),
+		)
+		if err != nil {
+			_ = p.close()
+			return nil, fmt.Errorf("%s upstream %q: %w", u.name, targets[u.name], err)
+		}
+		// Connect now so the first request does not pay for it.
+		conn.Connect()
+		p.conns[u.name] = conn
+	}
+	return p, nil
+}
+
+func (p *upstreamPool) conn(name string) *grpc.ClientConn { return p.conns[name] }
+
+// readyCheck reports whether the upstream's connection is READY (at least
+// one instance reachable and serving), waiting for it within ctx.
+func (p *upstreamPool) readyCheck(name string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		conn := p.conns[name]
+		for {
+			state := conn.GetState()
+			switch state {
+			case connectivity.Ready:
+				return nil
+			case connectivity.Idle:
+				conn.Connect()
+			case connectivity.Shutdown:
+				return errors.New("connection closed")
+			}
+			if !conn.WaitForStateChange(ctx, state) {
+				return fmt.Errorf("%s is %s", p.targets[name], strings.ToLower(state.String()))
+			}
+		}
+	}
+}
+
+func (p *upstreamPool) close() error {
+	var errs []error
+	for name, c := range p.conns {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// serviceConfigJSON is the gRPC service config of an upstream: round-robin
+// over its instances, client-side health checking, and bounded retries
+// with exponential backoff (jittered by grpc-go) for the idempotent methods.
+func serviceConfigJSON(retryable []string) (string, error) {
+	type methodName struct {
+		Service string `json:"service"`
+		Method  string `json:"method"`
+	}
+	type retryPolicy struct {
+		MaxAttempts          int      `json:"maxAttempts"`
+		InitialBackoff       string   `json:"initialBackoff"`
+		MaxBackoff           string   `json:"maxBackoff"`
+		BackoffMultiplier    float64  `json:"backoffMultiplier"`
+		RetryableStatusCodes []string `json:"retryableStatusCodes"`
+	}
+	type methodConfig struct {
+		Name        []methodName `json:"name"`
+		RetryPolicy *retryPolicy `json:"retryPolicy,omitempty"`
+	}
+	cfg := struct {
+		LoadBalancingConfig []map[string]struct{} `json:"loadBalancingConfig"`
+		HealthCheckConfig   map[string]string     `json:"healthCheckConfig"`
+		MethodConfig        []methodConfig        `json:"methodConfig,omitempty"`
+	}{
+		LoadBalancingConfig: []map[string]struct{}{{"round_robin": {}}},
+		HealthCheckConfig:   map[string]string{"serviceName": ""},
+	}
+	if len(retryable) > 0 {
+		mc := methodConfig{RetryPolicy: &retryPolicy{
+			MaxAttempts: 3, InitialBackoff: "0.05s", MaxBackoff: "0.5s", BackoffMultiplier: 2,
+			RetryableStatusCodes: []string{"UNAVAILABLE"},
+		}}
+		for _, full := range retryable {
+			service, method, ok := strings.Cut(strings.TrimPrefix(full, "/"), "/")
+			if !ok {
+				return "", fmt.Errorf("method name %q is not /service/method", full)
+			}
+			mc.Name = append(mc.Name, methodName{Service: service, Method: method})
+		}
+		cfg.MethodConfig = []methodConfig{mc}
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return "", fmt.Errorf("service config: %w", err)
+	}
+	return string(b), nil
+}
+
+// markUpstreamCall records that the request reached an upstream, so the
+// error handler can tell a service's answer from the gateway's own
+// request-decoding errors.
+func markUpstreamCall(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if ex := exchangeFrom(ctx); ex != nil {
+		ex.upstreamCalled = true
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}

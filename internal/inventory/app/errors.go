@@ -1,0 +1,7 @@
+package app
+
+import "github.com/mercato-dev/mercato/internal/platform/apperr"
+
+// ErrBusy is a release that kept losing races with reservations for the
+// same order; retrying it is safe.
+var ErrBusy = apperr.New(apperr.Unavailable, "reservation is being changed concurrently, retry")

@@ -1,0 +1,220 @@
+// Package inventory is the inventory service: stock per sku and the
+// reservations orders hold against it, with expiry, served over gRPC.
+// Admins read and set stock (GetStock, SetStock); mercato's services, and
+// admins, reserve, commit, release and restock (every other RPC). No method
+// is open to anonymous callers.
+//
+// A sku's stock is on_hand (units for sale, the reserved ones included),
+// reserved (held by live reservations), available = on_hand - reserved, and
+// sold (committed, net of restocks). 0 ≤ reserved ≤ on_hand and sold ≥ 0
+// hold under any concurrency, on both engines; only SetStock changes
+// on_hand + sold. A sku never stocked reads as zeros.
+//
+// Every reservation call is idempotent by order id, and an order id has at
+// most one reservation, ever:
+//
+//	reserved ──commit──▶ committed ──restock──▶ restocked
+//	    │
+//	    ├──release──▶ released
+//	    └──(expiry)─▶ expired
+//
+// Repeating a call whose move is already made answers the reservation
+// unchanged; a move from a status that does not allow it is a conflict.
+// ReserveStock for an order that already has a reservation returns it as it
+// is, whatever its status (a conflict if it was for other lines). Releasing
+// an order with no reservation records a released one without lines, so a
+// ReserveStock that arrives after its own compensation holds nothing: the
+// caller must look at the status it gets back. A reservation past its
+// expiry cannot be committed, even before the background sweep reaches it.
+//
+// The service publishes no events: nothing else needs to know about stock
+// for the system to be correct, and the orders saga learns every outcome
+// from the RPC's answer. Every change to a stock row is recorded in the
+// stock_movements ledger in the same transaction.
+package inventory
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	inventoryv1 "github.com/mercato-dev/mercato/internal/gen/inventory/v1"
+	"github.com/mercato-dev/mercato/internal/inventory/adapters"
+	"github.com/mercato-dev/mercato/internal/inventory/app"
+	"github.com/mercato-dev/mercato/internal/inventory/domain"
+	"github.com/mercato-dev/mercato/internal/inventory/ports"
+	"github.com/mercato-dev/mercato/internal/platform/auth"
+	"github.com/mercato-dev/mercato/internal/platform/config"
+	"github.com/mercato-dev/mercato/internal/platform/db"
+	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/server"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Name is the service's name in logs, metrics and the gRPC health protocol.
+const Name = "inventory"
+
+// Defaults of the service-specific settings.
+const (
+	DefaultReservationTTL      = 15 * time.Minute
+	DefaultExpirySweepInterval = 5 * time.Second
+)
+
+// Bounds of the expiry sweep interval.
+const (
+	MinExpirySweepInterval = 100 * time.Millisecond
+	MaxExpirySweepInterval = time.Hour
+)
+
+// Config is everything the inventory needs to run.
+type Config struct {
+	Server server.Config
+	DB     db.Config
+	// JWKSURL is where identity publishes the public keys that sign access
+	// tokens. Not needed when Keys is set.
+	JWKSURL string
+	// ReservationTTL is how long a reservation holds stock when ReserveStock
+	// gives no ttl (DefaultReservationTTL when 0), at most 24h. It must be
+	// longer than the orders saga takes from reserving to committing, or
+	// a slow checkout loses its stock and is refused at commit.
+	ReservationTTL time.Duration
+	// ExpirySweepInterval is how often overdue reservations are released
+	// (DefaultExpirySweepInterval when 0), 100ms to 1h. Stock held by an
+	// abandoned checkout comes back at most this long after it expires.
+	ExpirySweepInterval time.Duration
+	// Keys, when set, verifies access tokens instead of fetching JWKSURL
+	// (tests, or a deployment that distributes keys another way).
+	Keys auth.KeySource
+}
+
+// Defaults fills unset service-specific fields.
+func (c Config) Defaults() Config {
+	if c.ReservationTTL == 0 {
+		c.ReservationTTL = DefaultReservationTTL
+	}
+	if c.ExpirySweepInterval == 0 {
+		c.ExpirySweepInterval = DefaultExpirySweepInterval
+	}
+	return c
+}
+
+// Validate reports every problem with c (after Defaults) at once.
+func (c Config) Validate() error {
+	c = c.Defaults()
+	var p config.Problems
+	p.Include("server", c.Server.Defaults().Validate())
+	p.Include("database", c.DB.Validate())
+	if c.Keys == nil {
+		u, err := url.Parse(c.JWKSURL)
+		p.Add(c.JWKSURL == "", "JWKS URL is empty")
+		p.Add(c.JWKSURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == ""),
+			"JWKS URL %q is not an absolute http(s) URL", c.JWKSURL)
+	}
+	p.Add(c.ReservationTTL < time.Second || c.ReservationTTL > domain.MaxTTL,
+		"reservation TTL must be between 1s and %s, got %s", domain.MaxTTL, c.ReservationTTL)
+	p.Add(c.ExpirySweepInterval < MinExpirySweepInterval || c.ExpirySweepInterval > MaxExpirySweepInterval,
+		"expiry sweep interval must be between %s and %s, got %s",
+		MinExpirySweepInterval, MaxExpirySweepInterval, c.ExpirySweepInterval)
+	return p.Err()
+}
+
+// Migrate applies the inventory's schema to cfg.DB and closes it again:
+// what `mercato migrate inventory` runs. It is idempotent.
+func Migrate(ctx context.Context, cfg Config) error {
+	if err := cfg.DB.Validate(); err != nil {
+		return fmt.Errorf("inventory database: %w", err)
+	}
+	d, err := db.Open(ctx, cfg.DB)
+	if err != nil {
+		return fmt.Errorf("open inventory database: %w", err)
+	}
+	defer d.Close()
+	return MigrateDB(ctx, d)
+}
+
+// MigrateDB applies the inventory's migrations to an open database.
+func MigrateDB(ctx context.Context, d *db.DB) error {
+	if err := db.Migrate(ctx, d, migrations); err != nil {
+		return fmt.Errorf("migrate inventory: %w", err)
+	}
+	return nil
+}
+
+// Service is a running inventory process.
+type Service struct {
+	server  *server.Server
+	sweeper *ports.ExpirySweeper
+	db      *db.DB
+	log     *slog.Logger
+}
+
+// New opens and migrates the database and starts listening. Nothing is
+// served, and no reservation expired, until Run. On error everything
+// opened so far is closed again.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("inventory config: %w", err)
+	}
+	cfg = cfg.Defaults()
+
+	d, err := db.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, fmt.Errorf("open inventory database: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = d.Close()
+		}
+	}()
+	if err := MigrateDB(ctx, d); err != nil {
+		return nil, err
+	}
+
+	reg := observability.NewRegistry()
+	metrics, err := app.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("register inventory metrics: %w", err)
+	}
+	inv := app.NewInventory(adapters.NewInventorySQLRepository(d), cfg.ReservationTTL, metrics)
+
+	keys := cfg.Keys
+	if keys == nil {
+		keys = auth.NewJWKSCache(cfg.JWKSURL, nil)
+	}
+	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
+	srv, err := server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	if err != nil {
+		return nil, err
+	}
+	inventoryv1.RegisterInventoryServiceServer(srv.GRPC(), ports.NewGRPCServer(inv))
+	srv.AddCheck("database", d.PingContext)
+
+	return &Service{
+		server:  srv,
+		sweeper: ports.NewExpirySweeper(inv, cfg.ExpirySweepInterval, logger),
+		db:      d,
+		log:     logger,
+	}, nil
+}
+
+// Run serves until ctx is cancelled, then drains in-flight requests, stops
+// the expiry sweep and closes the database. It returns the error that
+// stopped the service, or nil after a graceful stop. Call it once.
+func (s *Service) Run(ctx context.Context) error {
+	err := s.server.Run(ctx, s.sweeper.Run)
+	if closeErr := s.db.Close(); closeErr != nil {
+		s.log.WarnContext(ctx, "closing inventory database failed", "error", closeErr.Error())
+	}
+	return err
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
+
+// HTTPAddr is the address of the admin HTTP listener (health, metrics).
+func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }

@@ -1,0 +1,174 @@
+package launcher
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/mercato-dev/mercato/internal/platform/config"
+	"github.com/mercato-dev/mercato/internal/platform/db"
+)
+
+// Names of the services the launcher treats specially: identity gets the
+// admin credentials and serves the keys every other service verifies tokens
+// with; the gateway is the public edge, started once the others are ready
+// and stopped first.
+const (
+	Identity = "identity"
+	Gateway  = "gateway"
+)
+
+// DefaultServices is what `mercato up` runs, in order. Adding a service is
+// one entry here (and its `mercato serve` command).
+var DefaultServices = []string{Identity, "catalog", "inventory", "cart", "orders", "payments", "notifications", Gateway}
+
+// Defaults used when a Config field is left empty.
+const (
+	DefaultAddr         = "127.0.0.1:8080"
+	DefaultDataDir      = "data"
+	DefaultDBPrefix     = "mercato_"
+	DefaultAdminEmail   = "admin@mercato.local"
+	DefaultReadyTimeout = 30 * time.Second
+	DefaultStopTimeout  = 20 * time.Second
+)
+
+// The admin password lengths identity accepts, checked here so a password
+// it would refuse is reported before anything starts.
+const (
+	minAdminPassword = 8
+	maxAdminPassword = 128
+)
+
+// Config says what `mercato up` runs and where.
+type Config struct {
+	// Addr is the gateway's public listen address.
+	Addr string
+	// DataDir holds the SQLite files, the NATS store and the generated
+	// admin password.
+	DataDir string
+	// PostgresURL, when set, puts every service's data in PostgreSQL
+	// instead of SQLite: one database per service on that server, named
+	// DBPrefix+service and created when missing.
+	PostgresURL string
+	// DBPrefix prefixes each service's PostgreSQL database name.
+	DBPrefix string
+	// AdminEmail and AdminPassword are the administrator identity creates
+	// or updates at start. An empty password is read from
+	// <DataDir>/admin-password, or generated and written there.
+	AdminEmail    string
+	AdminPassword string
+	// Executable is the mercato binary each service runs from
+	// (`<Executable> serve <service>`); the running binary by default.
+	Executable string
+	// Services are started together and stopped gateway first. They must
+	// include identity and the gateway.
+	Services []string
+	// SkipSeed leaves an empty catalog empty instead of adding the demo
+	// products.
+	SkipSeed bool
+	// Stdout receives the banner and every process's prefixed log lines.
+	Stdout io.Writer
+	// Color prefixes log lines with ANSI colours.
+	Color bool
+	// LogLevel is the level of the launcher's own log (info by default);
+	// the services read theirs from LOG_LEVEL in Env.
+	LogLevel slog.Leveler
+	// Env is the environment every child inherits, before the launcher's
+	// own variables are added (os.Environ() for the real thing).
+	Env []string
+	// ReadyTimeout bounds start-up; StopTimeout bounds each process's
+	// graceful stop before it is killed.
+	ReadyTimeout time.Duration
+	StopTimeout  time.Duration
+}
+
+// WithDefaults returns c with every empty field filled.
+func (c Config) WithDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	if c.DBPrefix == "" {
+		c.DBPrefix = DefaultDBPrefix
+	}
+	if c.AdminEmail == "" {
+		c.AdminEmail = DefaultAdminEmail
+	}
+	if c.Executable == "" {
+		if exe, err := os.Executable(); err == nil {
+			c.Executable = exe
+		}
+	}
+	if len(c.Services) == 0 {
+		c.Services = slices.Clone(DefaultServices)
+	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
+	if c.LogLevel == nil {
+		c.LogLevel = slog.LevelInfo
+	}
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = DefaultReadyTimeout
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = DefaultStopTimeout
+	}
+	return c
+}
+
+// serviceName is what a service may be called: it becomes a database name,
+// a file name and part of an environment variable.
+var serviceName = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
+
+// dbPrefix keeps database names plain identifiers.
+var dbPrefix = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// Validate reports every problem with c (after WithDefaults) at once.
+func (c Config) Validate() error {
+	var p config.Problems
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+		p.Add(true, "address %q is not host:port", c.Addr)
+	}
+	p.Add(c.DataDir == "", "data directory is empty")
+	if c.PostgresURL != "" {
+		p.Add(db.DialectOf(c.PostgresURL) != db.Postgres, "postgres URL %q must start with postgres://", c.PostgresURL)
+		if db.DialectOf(c.PostgresURL) == db.Postgres {
+			p.Include("postgres URL", db.Config{URL: c.PostgresURL}.Validate())
+		}
+	}
+	p.Add(!dbPrefix.MatchString(c.DBPrefix), "database prefix %q must be lower-case letters, digits and underscores", c.DBPrefix)
+	if _, err := mail.ParseAddress(c.AdminEmail); err != nil {
+		p.Add(true, "admin email %q is not an email address", c.AdminEmail)
+	}
+	p.Add(c.AdminPassword != "" && (len(c.AdminPassword) < minAdminPassword || len(c.AdminPassword) > maxAdminPassword),
+		"admin password must be %d to %d characters", minAdminPassword, maxAdminPassword)
+	if c.Executable == "" {
+		p.Add(true, "path of the mercato executable is unknown")
+	} else if info, err := os.Stat(c.Executable); err != nil || info.IsDir() {
+		p.Add(true, "mercato executable %q not found", c.Executable)
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Services {
+		p.Add(!serviceName.MatchString(s), "service name %q must be lower-case letters and digits", s)
+		p.Add(seen[s], "service %q is listed twice", s)
+		seen[s] = true
+	}
+	p.Add(!seen[Identity], "services must include %s", Identity)
+	p.Add(!seen[Gateway], "services must include %s", Gateway)
+	p.Add(c.Stdout == nil, "stdout is not set")
+	p.Add(c.ReadyTimeout <= 0, "ready timeout must be positive")
+	p.Add(c.StopTimeout <= 0, "stop timeout must be positive")
+	return p.Err()
+}

@@ -1,0 +1,124 @@
+package launcher
+
+import (
+	"crypto/rand"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/mercato-dev/mercato/internal/platform/db"
+)
+
+// stateless services own no data, so they get no database.
+var stateless = map[string]bool{Gateway: true}
+
+// plan is everything decided before the children start: enough to write
+// each one's environment.
+type plan struct {
+	cfg           Config
+	natsURL       string
+	addrs         map[string]ServiceAddrs
+	adminPassword string
+	// serviceSecret lets the services obtain service tokens from identity.
+	serviceSecret string
+	// pageTokenKeys sign each service's list page tokens; one per service
+	// so a token from one cannot be replayed to another.
+	pageTokenKeys map[string]string
+}
+
+// newPlan makes the secrets of one run: random and held in memory only, as
+// nothing issued with them needs to outlive the run.
+func newPlan(cfg Config, natsURL string, addrs map[string]ServiceAddrs, adminPassword string) plan {
+	p := plan{
+		cfg: cfg, natsURL: natsURL, addrs: addrs, adminPassword: adminPassword,
+		serviceSecret: rand.Text(),
+		pageTokenKeys: map[string]string{},
+	}
+	for _, name := range cfg.Services {
+		p.pageTokenKeys[name] = rand.Text()
+	}
+	return p
+}
+
+// ChildEnv returns the environment `mercato up` gives service in a run
+// with these addresses and secrets, cfg.Env being the inherited one. Test
+// harnesses that start the services themselves (to kill and restart one)
+// use it, so their services see exactly what `mercato up` gives; the page
+// token key is derived from serviceSecret, so it survives a restart.
+func ChildEnv(cfg Config, natsURL string, addrs map[string]ServiceAddrs, adminPassword, serviceSecret, service string) ([]string, error) {
+	p := plan{
+		cfg: cfg, natsURL: natsURL, addrs: addrs, adminPassword: adminPassword, serviceSecret: serviceSecret,
+		pageTokenKeys: map[string]string{service: service + "-page-token-key-" + serviceSecret},
+	}
+	return p.childEnv(service)
+}
+
+// databaseURL is where service keeps its data: a SQLite file in the data
+// directory, or its own database on the PostgreSQL server.
+func (p plan) databaseURL(service string) (string, error) {
+	if p.cfg.PostgresURL == "" {
+		return filepath.Join(p.cfg.DataDir, service+".db"), nil
+	}
+	u, err := db.PostgresURLFor(p.cfg.PostgresURL, p.cfg.DBPrefix+service)
+	if err != nil {
+		return "", fmt.Errorf("database URL for %s: %w", service, err)
+	}
+	return u, nil
+}
+
+// addrVar is the variable that tells the gateway where service listens,
+// e.g. MERCATO_CATALOG_ADDR.
+func addrVar(service string) string {
+	return "MERCATO_" + strings.ToUpper(service) + "_ADDR"
+}
+
+// childEnv is service's environment: the inherited one with the launcher's
+// variables replacing any of the same name. Every service learns where
+// every other one listens (MERCATO_<SERVICE>_ADDR), as the gateway and
+// services calling their neighbours need. Variables meant for one service
+// only (the admin password above all) are removed from the others.
+func (p plan) childEnv(service string) ([]string, error) {
+	own := p.addrs[service]
+	vars := [][2]string{
+		{"MERCATO_GRPC_ADDR", own.GRPC},
+		{"MERCATO_HTTP_ADDR", own.HTTP},
+		{"NATS_URL", p.natsURL},
+		{"JWKS_URL", "http://" + p.addrs[Identity].HTTP + "/.well-known/jwks.json"},
+		{"MERCATO_SERVICE_SECRET", p.serviceSecret},
+		{"MERCATO_PAGE_TOKEN_KEY", p.pageTokenKeys[service]},
+	}
+	for _, other := range p.cfg.Services {
+		if other != service && other != Gateway {
+			vars = append(vars, [2]string{addrVar(other), p.addrs[other].GRPC})
+		}
+	}
+	if !stateless[service] {
+		dbURL, err := p.databaseURL(service)
+		if err != nil {
+			return nil, err
+		}
+		vars = append(vars, [2]string{"DATABASE_URL", dbURL})
+	}
+	if service == Identity {
+		vars = append(vars,
+			[2]string{"MERCATO_ADMIN_EMAIL", p.cfg.AdminEmail},
+			[2]string{"MERCATO_ADMIN_PASSWORD", p.adminPassword})
+	}
+	if service == Gateway {
+		vars = append(vars, [2]string{"MERCATO_ADDR", p.cfg.Addr})
+	}
+
+	drop := map[string]bool{"DATABASE_URL": true, "MERCATO_ADMIN_EMAIL": true, "MERCATO_ADMIN_PASSWORD": true}
+	for _, kv := range vars {
+		drop[kv[0]] = true
+	}
+	env := slices.DeleteFunc(slices.Clone(p.cfg.Env), func(entry string) bool {
+		key, _, _ := strings.Cut(entry, "=")
+		return drop[key]
+	})
+	for _, kv := range vars {
+		env = append(env, kv[0]+"="+kv[1])
+	}
+	return env, nil
+}

@@ -1,0 +1,426 @@
+// Package launcher is what `mercato up` does: it runs the whole system on
+// one machine with nothing installed but the binary. It starts an embedded
+// NATS JetStream server, then every service as its own OS process on
+// loopback ports (real network boundaries, as in a cluster), streams their
+// logs with a prefix, waits until all are ready, seeds a demo catalog, and
+// on cancellation stops them gracefully, the gateway first.
+package launcher
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mercato-dev/mercato/internal/platform/db"
+	"github.com/mercato-dev/mercato/internal/platform/events"
+	"github.com/mercato-dev/mercato/internal/platform/observability"
+)
+
+// launcherName prefixes the launcher's own log lines.
+const launcherName = "mercato"
+
+// Info describes the running system. It is complete once Ready is closed.
+type Info struct {
+	Addrs
+	AdminEmail    string
+	AdminPassword string
+	// ReadyIn is how long the system took from Run to every service
+	// answering ready (before seeding).
+	ReadyIn time.Duration
+	// PIDs maps each service to its process id.
+	PIDs map[string]int
+}
+
+// Launcher runs the whole system. Create it with New and call Run once.
+type Launcher struct {
+	cfg   Config
+	ready chan struct{}
+	info  Info
+}
+
+// New returns a launcher for cfg (defaults filled in), or every problem
+// with cfg.
+func New(cfg Config) (*Launcher, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Launcher{cfg: cfg, ready: make(chan struct{})}, nil
+}
+
+// Config is the configuration in use, defaults filled in.
+func (l *Launcher) Config() Config { return l.cfg }
+
+// Ready is closed once every service is ready, the catalog is seeded and
+// the banner is printed. It is never closed if Run fails before that.
+func (l *Launcher) Ready() <-chan struct{} { return l.ready }
+
+// Info describes the running system; call it only after Ready is closed.
+func (l *Launcher) Info() Info { return l.info }
+
+// Run starts the system and supervises it until ctx is cancelled, then
+// stops every process and returns nil. It returns an error, after stopping
+// whatever it started, when the system cannot start or becomes ready, or
+// when a service exits on its own.
+func (l *Launcher) Run(ctx context.Context) error {
+	start := time.Now()
+	cfg := l.cfg
+	sink := newLogSink(cfg.Stdout, cfg.Color, append([]string{launcherName}, cfg.Services...))
+	logger := observability.NewLogger(sink.writer(launcherName), "launcher", cfg.LogLevel)
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	password, err := resolveAdminPassword(cfg.DataDir, cfg.AdminPassword)
+	if err != nil {
+		return err
+	}
+	addrs, err := allocateAddrs(ctx, cfg.Addr, cfg.Services)
+	if err != nil {
+		return err
+	}
+	if cfg.PostgresURL != "" {
+		if err := checkPostgres(ctx, cfg.PostgresURL); err != nil {
+			return err
+		}
+	}
+
+	broker, err := startBroker(ctx, filepath.Join(cfg.DataDir, "nats"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		broker.Shutdown()
+		broker.WaitForShutdown()
+	}()
+	logger.InfoContext(ctx, "nats started", "url", broker.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"))
+
+	p := newPlan(cfg, broker.ClientURL(), addrs, password)
+	l.info = Info{
+		Addrs:      Addrs{Gateway: cfg.Addr, NATS: broker.ClientURL(), Services: addrs},
+		AdminEmail: cfg.AdminEmail, AdminPassword: password,
+		PIDs: map[string]int{},
+	}
+
+	sp := newSpawner()
+	defer sp.close()
+	exits := make(chan *child, len(cfg.Services))
+	children, err := l.startServices(ctx, logger, p, sink, sp, exits)
+	stop := func() { l.stopAll(ctx, logger, children) }
+	if err != nil {
+		stop()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	l.info.ReadyIn = time.Since(start)
+	logger.InfoContext(ctx, "all services ready", "ready_in", l.info.ReadyIn.Round(time.Millisecond).String())
+
+	if !cfg.SkipSeed {
+		if err := l.seed(ctx, logger); err != nil {
+			var died *child
+			select {
+			case died = <-exits: // the seeding failed because a service died
+			default:
+			}
+			stop()
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case died != nil:
+				return fmt.Errorf("%s exited unexpectedly (%s)", died.name, died.exitStatus())
+			default:
+				return fmt.Errorf("seed demo catalog: %w", err)
+			}
+		}
+	}
+	sink.print(l.banner())
+	close(l.ready)
+
+	select {
+	case <-ctx.Done():
+		stop()
+		return nil
+	case c := <-exits:
+		logger.ErrorContext(ctx, "service exited unexpectedly", "name", c.name, "status", c.exitStatus())
+		stop()
+		return fmt.Errorf("%s exited unexpectedly (%s)", c.name, c.exitStatus())
+	}
+}
+
+// startServices starts every service and waits until all are ready. The
+// services start together; the gateway starts as soon as they are ready,
+// so its first connection to each succeeds instead of waiting out a gRPC
+// reconnect backoff (a second), and it never routes to a service that is
+// still migrating. It returns the children started, also on failure, for
+// the caller to stop.
+func (l *Launcher) startServices(ctx context.Context, logger *slog.Logger, p plan, sink *logSink, sp *spawner, exits chan *child) ([]*child, error) {
+	deadline := time.Now().Add(l.cfg.ReadyTimeout)
+	var children []*child
+	for _, phase := range startPhases(l.cfg.Services) {
+		started := make([]*child, 0, len(phase))
+		for _, name := range phase {
+			env, err := p.childEnv(name)
+			if err != nil {
+				return children, err
+			}
+			c, err := startChild(sp, l.cfg.Executable, name, env, sink, exits)
+			if err != nil {
+				return children, err
+			}
+			children = append(children, c)
+			started = append(started, c)
+			l.info.PIDs[name] = c.cmd.Process.Pid
+			logger.InfoContext(ctx, "service started", "name", name, "pid", c.cmd.Process.Pid,
+				"grpc_addr", p.addrs[name].GRPC, "http_addr", p.addrs[name].HTTP)
+		}
+		if err := l.waitReady(ctx, logger, started, exits, deadline); err != nil {
+			return children, err
+		}
+	}
+	return children, nil
+}
+
+// checkPostgres fails early, with the server named, when PostgreSQL cannot
+// be reached: otherwise every service would fail on its own.
+func checkPostgres(ctx context.Context, rawURL string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d, err := db.Open(ctx, db.Config{URL: rawURL, MaxOpenConns: 1})
+	if err != nil {
+		return fmt.Errorf("cannot reach PostgreSQL at %s: %w", redact(rawURL), err)
+	}
+	return d.Close()
+}
+
+// startBroker starts the embedded NATS server and creates the streams, so
+// services find them whichever starts first.
+func startBroker(ctx context.Context, dir string) (*server.Server, error) {
+	srv, err := events.StartEmbedded(dir, loopback, -1)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded NATS: %w", err)
+	}
+	err = func() error {
+		nc, err := nats.Connect(srv.ClientURL(), nats.Name("mercato-launcher"))
+		if err != nil {
+			return fmt.Errorf("connect to embedded NATS: %w", err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fmt.Errorf("embedded JetStream: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return events.EnsureStreams(ctx, js, 1)
+	}()
+	if err != nil {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, err
+	}
+	return srv, nil
+}
+
+// Readiness polling: frequent enough that start-up is not slowed by the
+// poll itself, each probe short so one stuck process does not delay the
+// others' verdicts.
+const (
+	readyPollInterval = 25 * time.Millisecond
+	readyProbeTimeout = 500 * time.Millisecond
+)
+
+// startPhases splits services into those started together first and the
+// gateway, started once they are ready.
+func startPhases(services []string) [][]string {
+	var backends, edge []string
+	for _, name := range services {
+		if name == Gateway {
+			edge = append(edge, name)
+		} else {
+			backends = append(backends, name)
+		}
+	}
+	return [][]string{backends, edge}
+}
+
+// waitReady returns once every child answers 200 on /readyz. It fails when
+// any child started so far exits first (naming it and its exit status), or
+// at the deadline (naming those not ready and why).
+func (l *Launcher) waitReady(ctx context.Context, logger *slog.Logger, children []*child, exits <-chan *child, deadline time.Time) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	client := &http.Client{Timeout: readyProbeTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
+
+	var mu sync.Mutex
+	last := map[string]string{}
+	readyCh := make(chan string, len(children))
+	for _, c := range children {
+		target := "http://" + l.info.Services[c.name].HTTP + "/readyz"
+		go func() {
+			tick := time.NewTicker(readyPollInterval)
+			defer tick.Stop()
+			for {
+				status, err := probe(ctx, client, target)
+				if status == http.StatusOK {
+					readyCh <- c.name
+					return
+				}
+				mu.Lock()
+				if err != nil {
+					last[c.name] = err.Error()
+				} else {
+					last[c.name] = fmt.Sprintf("status %d", status)
+				}
+				mu.Unlock()
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+
+	timeout := time.NewTimer(time.Until(deadline))
+	defer timeout.Stop()
+	pending := map[string]bool{}
+	for _, c := range children {
+		pending[c.name] = true
+	}
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case name := <-readyCh:
+			delete(pending, name)
+			logger.InfoContext(ctx, "service ready", "name", name)
+		case c := <-exits:
+			logger.ErrorContext(ctx, "service exited during start-up", "name", c.name, "status", c.exitStatus())
+			return fmt.Errorf("%s exited during start-up (%s, exit code %d); its log above says why", c.name, c.exitStatus(), c.exitCode())
+		case <-timeout.C:
+			mu.Lock()
+			var waiting []string
+			for _, c := range children {
+				if pending[c.name] {
+					waiting = append(waiting, fmt.Sprintf("%s (%s)", c.name, last[c.name]))
+				}
+			}
+			mu.Unlock()
+			return fmt.Errorf("not ready after %s: %s", l.cfg.ReadyTimeout, strings.Join(waiting, ", "))
+		}
+	}
+	return nil
+}
+
+// probe GETs target and returns the status code.
+func probe(ctx context.Context, client *http.Client, target string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func (l *Launcher) seed(ctx context.Context, logger *slog.Logger) error {
+	transport := &http.Transport{}
+	defer transport.CloseIdleConnections()
+	s := seeder{
+		client:   &http.Client{Timeout: 10 * time.Second, Transport: transport},
+		baseURL:  l.info.GatewayURL(),
+		email:    l.info.AdminEmail,
+		password: l.info.AdminPassword,
+	}
+	started := time.Now()
+	created, err := s.seed(ctx)
+	if err != nil {
+		return err
+	}
+	if created > 0 {
+		logger.InfoContext(ctx, "demo catalog seeded", "products", created, "took", time.Since(started).Round(time.Millisecond).String())
+	}
+	return nil
+}
+
+// stopAll stops the gateway first, so no new request comes in while the
+// services behind it drain, then every other service at once. Each gets
+// StopTimeout to exit before it is killed.
+func (l *Launcher) stopAll(ctx context.Context, logger *slog.Logger, children []*child) {
+	stopOne := func(c *child) {
+		if c.exited() {
+			return
+		}
+		began := time.Now()
+		killed := c.stop(l.cfg.StopTimeout)
+		attrs := []any{"name", c.name, "status", c.exitStatus(), "took", time.Since(began).Round(time.Millisecond).String()}
+		if killed {
+			logger.WarnContext(ctx, "service killed after stop timeout", attrs...)
+			return
+		}
+		logger.InfoContext(ctx, "service stopped", attrs...)
+	}
+	logger.InfoContext(ctx, "stopping")
+	var rest []*child
+	for _, c := range children {
+		if c.name == Gateway {
+			stopOne(c)
+		} else {
+			rest = append(rest, c)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range rest {
+		wg.Go(func() { stopOne(c) })
+	}
+	wg.Wait()
+}
+
+// banner tells a person where everything is.
+func (l *Launcher) banner() string {
+	u := l.info.GatewayURL()
+	data := l.cfg.DataDir + " (SQLite)"
+	if l.cfg.PostgresURL != "" {
+		data = redact(l.cfg.PostgresURL) + " (PostgreSQL, databases " + l.cfg.DBPrefix + "<service>)"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n  mercato is up (ready in %s)\n\n", l.info.ReadyIn.Round(time.Millisecond))
+	fmt.Fprintf(&b, "    API       %s\n", u)
+	fmt.Fprintf(&b, "    Docs      %s/docs\n", u)
+	fmt.Fprintf(&b, "    OpenAPI   %s/openapi.json\n", u)
+	fmt.Fprintf(&b, "    Admin     %s\n", l.info.AdminEmail)
+	fmt.Fprintf(&b, "    Password  %s\n", l.info.AdminPassword)
+	fmt.Fprintf(&b, "    Data      %s\n", data)
+	fmt.Fprintf(&b, "\n  Ctrl-C to stop.\n\n")
+	return b.String()
+}
+
+// redact hides a password in a database URL.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,679 @@
+package launcher
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func validConfig(t *testing.T) Config {
+	return Config{
+		DataDir:    t.TempDir(),
+		Executable: os.Args[0],
+		Stdout:     io.Discard,
+	}.WithDefaults()
+}
+
+func TestConfigValidate(t *testing.T) {
+	require.NoError(t, validConfig(t).Validate())
+
+	pg := validConfig(t)
+	pg.PostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	require.NoError(t, pg.Validate())
+
+	bad := validConfig(t)
+	bad.Addr = "8080"
+	bad.PostgresURL = "mysql://localhost/x"
+	bad.DBPrefix = "Mercato-"
+	bad.AdminEmail = "not an email"
+	bad.AdminPassword = "short"
+	bad.Executable = filepath.Join(t.TempDir(), "missing")
+	bad.Services = []string{"catalog", "catalog", "Bad_Name"}
+	err := bad.Validate()
+	require.Error(t, err)
+	for _, want := range []string{
+		`address "8080" is not host:port`,
+		`postgres URL "mysql://localhost/x" must start with postgres://`,
+		`database prefix "Mercato-"`,
+		`admin email "not an email"`,
+		"admin password must be 8 to 128 characters",
+		"mercato executable",
+		`service "catalog" is listed twice`,
+		`service name "Bad_Name"`,
+		"services must include identity",
+		"services must include gateway",
+	} {
+		require.ErrorContains(t, err, want)
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	cfg := Config{}.WithDefaults()
+	require.Equal(t, DefaultAddr, cfg.Addr)
+	require.True(t, filepath.IsAbs(cfg.DataDir), "data dir %q should be absolute", cfg.DataDir)
+	require.Equal(t, DefaultServices, cfg.Services)
+	require.Equal(t, DefaultAdminEmail, cfg.AdminEmail)
+	require.Equal(t, DefaultDBPrefix, cfg.DBPrefix)
+	require.NotEmpty(t, cfg.Executable)
+}
+
+func TestAllocateAddrs(t *testing.T) {
+	public := freeAddr(t)
+	addrs, err := allocateAddrs(t.Context(), public, DefaultServices)
+	require.NoError(t, err)
+	require.Len(t, addrs, len(DefaultServices))
+
+	seen := map[string]bool{public: true}
+	for _, name := range DefaultServices {
+		for _, a := range []string{addrs[name].GRPC, addrs[name].HTTP} {
+			require.False(t, seen[a], "address %s handed out twice", a)
+			seen[a] = true
+			host, _, err := net.SplitHostPort(a)
+			require.NoError(t, err)
+			require.Equal(t, loopback, host)
+		}
+	}
+	// Every address is free again for the child that will bind it.
+	for a := range seen {
+		l, err := net.Listen("tcp", a)
+		require.NoError(t, err, "address %s should be free", a)
+		require.NoError(t, l.Close())
+	}
+}
+
+func TestGatewayURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:8080": "http://127.0.0.1:8080",
+		":8080":          "http://127.0.0.1:8080",
+		"0.0.0.0:8080":   "http://127.0.0.1:8080",
+		"[::]:8080":      "http://127.0.0.1:8080",
+		"[::1]:8080":     "http://[::1]:8080",
+		"localhost:9000": "http://localhost:9000",
+	} {
+		require.Equal(t, want, Addrs{Gateway: addr}.GatewayURL(), addr)
+	}
+}
+
+func TestAllocateAddrsPublicInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+
+	_, err = allocateAddrs(t.Context(), l.Addr().String(), DefaultServices)
+	require.EqualError(t, err, "address "+l.Addr().String()+" is in use; pass --addr")
+}
+
+func envMap(env []string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func testPlan(cfg Config) plan {
+	addrs := map[string]ServiceAddrs{
+		"identity":  {GRPC: "127.0.0.1:7001", HTTP: "127.0.0.1:7002"},
+		"catalog":   {GRPC: "127.0.0.1:7003", HTTP: "127.0.0.1:7004"},
+		"gateway":   {GRPC: "127.0.0.1:7005", HTTP: "127.0.0.1:7006"},
+		"inventory": {GRPC: "127.0.0.1:7007", HTTP: "127.0.0.1:7008"},
+	}
+	return newPlan(cfg, "nats://127.0.0.1:4333", addrs, "s3cret-admin-pw")
+}
+
+func TestChildEnvSQLite(t *testing.T) {
+	cfg := validConfig(t)
+	cfg.Addr = "127.0.0.1:9999"
+	cfg.Env = []string{"PATH=/usr/bin", "LOG_LEVEL=debug", "MERCATO_GRPC_ADDR=:1", "DATABASE_URL=postgres://elsewhere/x",
+		"MERCATO_ADMIN_PASSWORD=from-shell"}
+	p := testPlan(cfg)
+
+	identity, err := p.childEnv("identity")
+	require.NoError(t, err)
+	env := envMap(identity)
+	require.Equal(t, "/usr/bin", env["PATH"], "inherited variables are kept")
+	require.Equal(t, "debug", env["LOG_LEVEL"])
+	require.Equal(t, "127.0.0.1:7001", env["MERCATO_GRPC_ADDR"], "launcher's value replaces the inherited one")
+	require.Equal(t, "127.0.0.1:7002", env["MERCATO_HTTP_ADDR"])
+	require.Equal(t, filepath.Join(cfg.DataDir, "identity.db"), env["DATABASE_URL"])
+	require.Equal(t, "nats://127.0.0.1:4333", env["NATS_URL"])
+	require.Equal(t, "http://127.0.0.1:7002/.well-known/jwks.json", env["JWKS_URL"])
+	require.Equal(t, DefaultAdminEmail, env["MERCATO_ADMIN_EMAIL"])
+	require.Equal(t, "s3cret-admin-pw", env["MERCATO_ADMIN_PASSWORD"])
+	require.Equal(t, "127.0.0.1:7003", env["MERCATO_CATALOG_ADDR"], "services learn where their neighbours are")
+	require.NotContains(t, env, "MERCATO_IDENTITY_ADDR", "but not their own address under that name")
+	require.NotContains(t, env, "MERCATO_GATEWAY_ADDR")
+	require.GreaterOrEqual(t, len(env["MERCATO_SERVICE_SECRET"]), 16)
+	require.GreaterOrEqual(t, len(env["MERCATO_PAGE_TOKEN_KEY"]), 16)
+	require.Len(t, identity, len(env), "no variable appears twice")
+	identitySecret, identityPageKey := env["MERCATO_SERVICE_SECRET"], env["MERCATO_PAGE_TOKEN_KEY"]
+
+	catalog, err := p.childEnv("catalog")
+	require.NoError(t, err)
+	env = envMap(catalog)
+	require.Equal(t, filepath.Join(cfg.DataDir, "catalog.db"), env["DATABASE_URL"])
+	require.Equal(t, "http://127.0.0.1:7002/.well-known/jwks.json", env["JWKS_URL"])
+	require.NotContains(t, env, "MERCATO_ADMIN_PASSWORD", "only identity learns the admin password")
+	require.NotContains(t, env, "MERCATO_ADMIN_EMAIL")
+	require.Equal(t, "127.0.0.1:7001", env["MERCATO_IDENTITY_ADDR"])
+	require.Equal(t, identitySecret, env["MERCATO_SERVICE_SECRET"], "one service secret for all")
+	require.NotEqual(t, identityPageKey, env["MERCATO_PAGE_TOKEN_KEY"], "page token keys differ per service")
+
+	gateway, err := p.childEnv("gateway")
+	require.NoError(t, err)
+	env = envMap(gateway)
+	require.Equal(t, "127.0.0.1:9999", env["MERCATO_ADDR"])
+	require.Equal(t, "127.0.0.1:7006", env["MERCATO_HTTP_ADDR"])
+	require.Equal(t, "127.0.0.1:7001", env["MERCATO_IDENTITY_ADDR"])
+	require.Equal(t, "127.0.0.1:7003", env["MERCATO_CATALOG_ADDR"])
+	require.NotContains(t, env, "MERCATO_GATEWAY_ADDR")
+	require.NotContains(t, env, "DATABASE_URL", "the gateway owns no data")
+	require.NotContains(t, env, "MERCATO_ADMIN_PASSWORD")
+}
+
+func TestChildEnvPostgres(t *testing.T) {
+	cfg := validConfig(t)
+	cfg.PostgresURL = "postgres://postgres:pw@db.local:5432/postgres?sslmode=disable"
+	cfg.DBPrefix = "run42_"
+	p := testPlan(cfg)
+
+	for _, svc := range []string{"identity", "catalog", "inventory"} {
+		env, err := p.childEnv(svc)
+		require.NoError(t, err)
+		require.Equal(t, "postgres://postgres:pw@db.local:5432/run42_"+svc+"?sslmode=disable", envMap(env)["DATABASE_URL"])
+	}
+	env, err := p.childEnv("gateway")
+	require.NoError(t, err)
+	require.NotContains(t, envMap(env), "DATABASE_URL")
+}
+
+func TestChildEnvNewServiceIsWiredIntoTheGateway(t *testing.T) {
+	cfg := validConfig(t)
+	cfg.Services = []string{"identity", "catalog", "inventory", "gateway"}
+	p := testPlan(cfg)
+
+	env, err := p.childEnv("gateway")
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:7007", envMap(env)["MERCATO_INVENTORY_ADDR"])
+	env, err = p.childEnv("inventory")
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(cfg.DataDir, "inventory.db"), envMap(env)["DATABASE_URL"])
+	require.Equal(t, "127.0.0.1:7003", envMap(env)["MERCATO_CATALOG_ADDR"])
+}
+
+// writeRecorder records every Write call separately.
+type writeRecorder struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (r *writeRecorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.writes = append(r.writes, string(p))
+	return len(p), nil
+}
+
+func TestLineWriterNeverInterleavesLines(t *testing.T) {
+	rec := &writeRecorder{}
+	names := []string{"identity", "catalog", "gateway"}
+	sink := newLogSink(rec, false, names)
+
+	const linesPerWriter = 200
+	var wg sync.WaitGroup
+	for _, name := range names {
+		w := sink.writer(name)
+		wg.Go(func() {
+			// Lines arrive cut at awkward places: several per write, or one
+			// across several writes.
+			var all bytes.Buffer
+			for i := range linesPerWriter {
+				fmt.Fprintf(&all, `{"service":%q,"seq":%d,"pad":%q}`+"\n", name, i, strings.Repeat("x", i%37))
+			}
+			b := all.Bytes()
+			for len(b) > 0 {
+				n := min(len(b), 1+len(b)%23)
+				_, _ = w.Write(b[:n])
+				b = b[n:]
+			}
+		})
+	}
+	wg.Wait()
+
+	next := map[string]int{}
+	require.Len(t, rec.writes, linesPerWriter*len(names))
+	for _, got := range rec.writes {
+		prefix, body, ok := strings.Cut(got, " | ")
+		require.True(t, ok, "write %q has no prefix", got)
+		name := strings.TrimSpace(prefix)
+		require.Len(t, prefix, len("identity"), "prefixes are padded to one width")
+		require.True(t, strings.HasSuffix(body, "\n"))
+		var line struct {
+			Service string
+			Seq     int
+		}
+		require.NoError(t, json.Unmarshal([]byte(body), &line), "write %q is not one whole line", got)
+		require.Equal(t, name, line.Service)
+		require.Equal(t, next[name], line.Seq, "lines of %s out of order", name)
+		next[name]++
+	}
+}
+
+func TestLineWriterFlushAndLongLines(t *testing.T) {
+	rec := &writeRecorder{}
+	sink := newLogSink(rec, false, []string{"catalog"})
+	w := sink.writer("catalog")
+
+	_, _ = w.Write([]byte("windows line\r\nno newline yet"))
+	require.Equal(t, []string{"catalog | windows line\n"}, rec.writes)
+	w.Flush()
+	require.Equal(t, "catalog | no newline yet\n", rec.writes[1])
+
+	long := strings.Repeat("a", maxLine+10)
+	_, _ = w.Write([]byte(long))
+	require.Len(t, rec.writes, 3, "a line longer than the limit is written in pieces")
+	require.Equal(t, "catalog | "+long[:maxLine]+"\n", rec.writes[2])
+	w.Flush()
+	require.Equal(t, "catalog | "+long[maxLine:]+"\n", rec.writes[3])
+}
+
+func TestLineWriterColours(t *testing.T) {
+	var out bytes.Buffer
+	sink := newLogSink(&out, true, []string{"identity", "catalog"})
+	a, b := sink.writer("identity"), sink.writer("catalog")
+	_, _ = a.Write([]byte("one\n"))
+	_, _ = b.Write([]byte("two\n"))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Equal(t, "\x1b[36midentity |\x1b[0m one", lines[0])
+	require.Equal(t, "\x1b[35mcatalog  |\x1b[0m two", lines[1])
+}
+
+func TestResolveAdminPassword(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, adminPasswordFile)
+
+	first, err := resolveAdminPassword(dir, "")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(first), 20)
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	second, err := resolveAdminPassword(dir, "")
+	require.NoError(t, err)
+	require.Equal(t, first, second, "a second run uses the saved password")
+
+	other, err := resolveAdminPassword(t.TempDir(), "")
+	require.NoError(t, err)
+	require.NotEqual(t, first, other, "passwords are random")
+
+	configured, err := resolveAdminPassword(dir, "given-password")
+	require.NoError(t, err)
+	require.Equal(t, "given-password", configured)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, first+"\n", string(b), "a configured password is not saved")
+
+	require.NoError(t, os.WriteFile(path, []byte("\n"), 0o600))
+	replaced, err := resolveAdminPassword(dir, "")
+	require.NoError(t, err)
+	require.NotEqual(t, first, replaced)
+	require.GreaterOrEqual(t, len(replaced), 20, "an empty file is replaced by a fresh password")
+}
+
+func TestSeedCatalogIsRealistic(t *testing.T) {
+	require.GreaterOrEqual(t, len(demoCatalog), 20)
+	skus := map[string]bool{}
+	categories := map[string]int{}
+	for _, p := range demoCatalog {
+		require.False(t, skus[p.SKU], "sku %s twice", p.SKU)
+		skus[p.SKU] = true
+		require.NotEmpty(t, p.Name)
+		require.NotEmpty(t, p.Description)
+		require.Positive(t, p.PriceCents)
+		require.Equal(t, "USD", p.Currency)
+		require.NotEmpty(t, p.Categories)
+		require.True(t, strings.HasPrefix(p.ImageURL, "https://"))
+		for _, c := range p.Categories {
+			categories[c]++
+		}
+	}
+	require.GreaterOrEqual(t, len(categories), 4)
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the launcher writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+const fakeAdminPassword = "fake-admin-password"
+
+// fakeConfig runs the fake services (this test binary) with data in dir.
+func fakeConfig(t *testing.T, dir string, out io.Writer, modes map[string]string) Config {
+	env := append(os.Environ(),
+		"FAKE_MERCATO=1",
+		// Under -race a process otherwise lingers a second on exit.
+		"GORACE=atexit_sleep_ms=0",
+		"FAKE_STORE="+filepath.Join(dir, "fake-products.json"),
+		"FAKE_ADMIN_PASSWORD="+fakeAdminPassword)
+	for svc, mode := range modes {
+		env = append(env, "FAKE_MODE_"+strings.ToUpper(svc)+"="+mode)
+	}
+	return Config{
+		Services:      []string{Identity, "catalog", Gateway},
+		Addr:          freeAddr(t),
+		DataDir:       dir,
+		AdminPassword: fakeAdminPassword,
+		Executable:    os.Args[0],
+		Stdout:        out,
+		Env:           env,
+		ReadyTimeout:  20 * time.Second,
+		StopTimeout:   5 * time.Second,
+	}
+}
+
+type running struct {
+	l    *Launcher
+	out  *syncBuffer
+	done chan error
+	stop context.CancelFunc
+}
+
+// launch runs a launcher in the background; the test ends by stopping it.
+func launch(t *testing.T, cfg Config) *running {
+	t.Helper()
+	l, err := New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	r := &running{l: l, out: cfg.Stdout.(*syncBuffer), done: make(chan error, 1), stop: cancel}
+	go func() { r.done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-r.done; err != nil {
+			t.Logf("launcher: %v", err)
+		}
+	})
+	return r
+}
+
+func (r *running) waitReady(t *testing.T) {
+	t.Helper()
+	select {
+	case <-r.l.Ready():
+	case err := <-r.done:
+		r.done <- err
+		t.Fatalf("launcher stopped before ready: %v\n%s", err, r.out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("launcher not ready in time\n%s", r.out.String())
+	}
+}
+
+func (r *running) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("launcher did not return\n%s", r.out.String())
+		return nil
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func requireGone(t *testing.T, pids map[string]int) {
+	t.Helper()
+	require.NotEmpty(t, pids)
+	for name, pid := range pids {
+		require.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "%s (pid %d) is still running", name, pid)
+	}
+}
+
+func TestRunStartsSeedsAndStops(t *testing.T) {
+	dir := t.TempDir()
+	r := launch(t, fakeConfig(t, dir, &syncBuffer{}, nil))
+	r.waitReady(t)
+
+	info := r.l.Info()
+	require.Equal(t, r.l.Config().Addr, info.Gateway)
+	require.Equal(t, fakeAdminPassword, info.AdminPassword)
+	require.Positive(t, info.ReadyIn)
+	require.Len(t, info.PIDs, 3)
+
+	// Each process got its own environment.
+	admin := func(svc, key string) string {
+		code, body := get(t, "http://"+info.Services[svc].HTTP+"/env/"+key)
+		if code != http.StatusOK {
+			return "<unset>"
+		}
+		return body
+	}
+	require.Equal(t, filepath.Join(dir, "catalog.db"), admin("catalog", "DATABASE_URL"))
+	require.Equal(t, info.NATS, admin("catalog", "NATS_URL"))
+	require.Equal(t, fakeAdminPassword, admin("identity", "MERCATO_ADMIN_PASSWORD"))
+	require.Equal(t, "<unset>", admin("catalog", "MERCATO_ADMIN_PASSWORD"))
+	require.Equal(t, info.Services["catalog"].GRPC, admin("gateway", "MERCATO_CATALOG_ADDR"))
+	require.Equal(t, info.Gateway, admin("gateway", "MERCATO_ADDR"))
+
+	// The demo catalog went through the public API.
+	var seeded []demoProduct
+	b, err := os.ReadFile(filepath.Join(dir, "fake-products.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &seeded))
+	require.Equal(t, demoCatalog, seeded)
+	require.Equal(t, demoStockLevels(), readFakeStock(t, dir), "every demo product is stocked")
+
+	out := r.out.String()
+	require.Contains(t, out, "mercato is up (ready in ")
+	require.Contains(t, out, "    API       http://"+info.Gateway+"\n")
+	require.Contains(t, out, "    Docs      http://"+info.Gateway+"/docs\n")
+	require.Contains(t, out, "    OpenAPI   http://"+info.Gateway+"/openapi.json\n")
+	require.Contains(t, out, "    Password  "+fakeAdminPassword+"\n")
+	require.Contains(t, out, "    Data      "+dir+" (SQLite)\n")
+	require.Contains(t, out, "Ctrl-C to stop.")
+	require.Contains(t, out, `catalog  | {"msg":"serving","service":"catalog"}`+"\n", "a line written in two parts arrives whole")
+	require.Contains(t, out, `"msg":"demo catalog seeded"`)
+
+	r.stop()
+	require.NoError(t, r.wait(t))
+	requireGone(t, info.PIDs)
+
+	out = r.out.String()
+	gatewayStop := strings.Index(out, `gateway  | {"msg":"stopping","upstreams_up_while_draining":true}`)
+	require.Positive(t, gatewayStop, out)
+	for _, svc := range []string{"identity", "catalog"} {
+		i := strings.Index(out, svc+strings.Repeat(" ", 8-len(svc))+` | {"msg":"stopping"}`)
+		require.Greater(t, i, gatewayStop, "%s must stop after the gateway:\n%s", svc, out)
+	}
+}
+
+// demoStockLevels is the stock seeding gives the demo products.
+func demoStockLevels() map[string]int32 {
+	want := map[string]int32{}
+	for _, p := range demoCatalog {
+		want[p.SKU] = demoStock
+	}
+	return want
+}
+
+// readFakeStock is the stock the fake gateway was given in dir.
+func readFakeStock(t *testing.T, dir string) map[string]int32 {
+	t.Helper()
+	b, err := os.ReadFile(fakeStockPath(filepath.Join(dir, "fake-products.json")))
+	require.NoError(t, err)
+	var stock map[string]int32
+	require.NoError(t, json.Unmarshal(b, &stock))
+	return stock
+}
+
+func TestRunSecondRunSeedsNothing(t *testing.T) {
+	dir := t.TempDir()
+	// Stock as it stands after the first run, once a few units were sold.
+	sold := demoStockLevels()
+	sold[demoCatalog[0].SKU] = 7
+	for run := range 2 {
+		cfg := fakeConfig(t, dir, &syncBuffer{}, nil)
+		cfg.AdminPassword = ""
+		cfg.Env = append(cfg.Env, "FAKE_ADMIN_PASSWORD=")
+		r := launch(t, cfg)
+		r.waitReady(t)
+		out := r.out.String()
+		if run == 0 {
+			require.Contains(t, out, `"msg":"demo catalog seeded"`)
+			require.Equal(t, demoStockLevels(), readFakeStock(t, dir))
+			b, err := json.Marshal(sold)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(fakeStockPath(filepath.Join(dir, "fake-products.json")), b, 0o600))
+		} else {
+			require.NotContains(t, out, `"msg":"demo catalog seeded"`)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, adminPasswordFile))
+		require.NoError(t, err)
+		require.Contains(t, out, "    Password  "+strings.TrimSpace(string(b))+"\n", "the saved password is the one printed")
+		r.stop()
+		require.NoError(t, r.wait(t))
+	}
+	var seeded []demoProduct
+	b, err := os.ReadFile(filepath.Join(dir, "fake-products.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &seeded))
+	require.Len(t, seeded, len(demoCatalog))
+	require.Equal(t, sold, readFakeStock(t, dir), "the second run leaves stock as it was")
+}
+
+func TestRunReportsAServiceThatFailsToStart(t *testing.T) {
+	r := launch(t, fakeConfig(t, t.TempDir(), &syncBuffer{}, map[string]string{"catalog": modeExitAtStart}))
+	err := r.wait(t)
+	require.EqualError(t, err, "catalog exited during start-up (exit status 3, exit code 3); its log above says why")
+	out := r.out.String()
+	require.Contains(t, out, `catalog  | {"level":"ERROR","msg":"cannot start"}`)
+	require.NotContains(t, out, "mercato is up")
+	select {
+	case <-r.l.Ready():
+		t.Fatal("Ready closed although start-up failed")
+	default:
+	}
+	requireGone(t, r.l.Info().PIDs)
+}
+
+func TestRunStopsEverythingWhenAServiceDies(t *testing.T) {
+	r := launch(t, fakeConfig(t, t.TempDir(), &syncBuffer{}, nil))
+	r.waitReady(t)
+	info := r.l.Info()
+
+	resp, err := http.Post("http://"+info.Services["catalog"].HTTP+"/exit", "text/plain", nil)
+	if err == nil {
+		resp.Body.Close()
+	}
+	err = r.wait(t)
+	require.EqualError(t, err, "catalog exited unexpectedly (exit status 4)")
+	require.Contains(t, r.out.String(), `"msg":"service exited unexpectedly"`)
+	requireGone(t, info.PIDs)
+}
+
+func TestRunKillsAServiceThatIgnoresSIGTERM(t *testing.T) {
+	cfg := fakeConfig(t, t.TempDir(), &syncBuffer{}, map[string]string{"identity": modeIgnoreTerm})
+	cfg.StopTimeout = 300 * time.Millisecond
+	r := launch(t, cfg)
+	r.waitReady(t)
+	info := r.l.Info()
+
+	r.stop()
+	require.NoError(t, r.wait(t))
+	out := r.out.String()
+	require.Contains(t, out, `"msg":"service killed after stop timeout","service":"launcher","name":"identity","status":"signal: killed"`)
+	require.Contains(t, out, `"msg":"service stopped","service":"launcher","name":"catalog","status":"exit status 0"`)
+	requireGone(t, info.PIDs)
+}
+
+func TestRunRefusesAnAddressInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	cfg := fakeConfig(t, t.TempDir(), &syncBuffer{}, nil)
+	cfg.Addr = l.Addr().String()
+	r := launch(t, cfg)
+	require.EqualError(t, r.wait(t), "address "+cfg.Addr+" is in use; pass --addr")
+}
+
+func TestRunRefusesADataDirectoryInUse(t *testing.T) {
+	dir := t.TempDir()
+	first := launch(t, fakeConfig(t, dir, &syncBuffer{}, nil))
+	first.waitReady(t)
+
+	second := launch(t, fakeConfig(t, dir, &syncBuffer{}, nil))
+	err := second.wait(t)
+	require.ErrorContains(t, err, "data directory "+dir+" is in use by another mercato up")
+
+	first.stop()
+	require.NoError(t, first.wait(t))
+	third := launch(t, fakeConfig(t, dir, &syncBuffer{}, nil))
+	third.waitReady(t)
+}
+
+func TestChildEnvIsStableAcrossRestarts(t *testing.T) {
+	cfg := Config{
+		Addr: "127.0.0.1:8080", DataDir: "/data", AdminEmail: "admin@mercato.local",
+		Services: []string{Identity, "orders", Gateway}, Env: []string{"DATABASE_URL=/elsewhere.db", "KEEP=1"},
+	}
+	addrs := map[string]ServiceAddrs{
+		Identity: {GRPC: "127.0.0.1:1", HTTP: "127.0.0.1:2"},
+		"orders": {GRPC: "127.0.0.1:3", HTTP: "127.0.0.1:4"},
+		Gateway:  {GRPC: "127.0.0.1:5", HTTP: "127.0.0.1:6"},
+	}
+	first, err := ChildEnv(cfg, "nats://127.0.0.1:7", addrs, "admin-pass", "secret", "orders")
+	require.NoError(t, err)
+	again, err := ChildEnv(cfg, "nats://127.0.0.1:7", addrs, "admin-pass", "secret", "orders")
+	require.NoError(t, err)
+	require.Equal(t, first, again, "a restarted service gets the same environment")
+	require.Contains(t, first, "KEEP=1")
+	require.Contains(t, first, "DATABASE_URL=/data/orders.db")
+	require.NotContains(t, first, "DATABASE_URL=/elsewhere.db")
+	require.Contains(t, first, "MERCATO_IDENTITY_ADDR=127.0.0.1:1")
+	require.Contains(t, first, "MERCATO_SERVICE_SECRET=secret")
+	require.NotContains(t, first, "MERCATO_ADMIN_PASSWORD=admin-pass", "only identity learns the admin password")
+}

@@ -1,0 +1,232 @@
+// Package notifications is the notifications service: it turns the events
+// a customer should hear about (user.registered, order.confirmed,
+// order.cancelled, order.refunded, order.rejected) into messages, delivers
+// them through a sink, and lists each user's own over gRPC.
+//
+// Decisions a reader may wonder about:
+//
+//   - Exactly one notification per event: the consumer claims the event id
+//     in processed_events, the notification (unique by event id) is
+//     inserted and the sink called in that same transaction, and only then
+//     does it commit. A redelivery after the commit is skipped before the
+//     handler runs, so it sends nothing.
+//   - Between a successful send and the commit there is an at-least-once
+//     window (a crash, a failed commit): the event is handled again and
+//     the sink called again. The sink is therefore told the event id and
+//     must deliver it once (the file sink skips ids it already holds); the
+//     log sink may repeat a line, which is harmless.
+//   - A sink failure fails the handler: the event is retried with backoff
+//     and, after the consumer's MaxDeliver attempts, dead-lettered to
+//     dlq.<subject>. Nothing is recorded for it until a delivery succeeds.
+//   - Names and emails come from user.registered and are remembered, since
+//     order events carry no name and not always an email.
+//   - Listing is keyset-paged by id (UUIDv7, so newest first is id order)
+//     with an HMAC-signed page token bound to the caller. Everyone, admins
+//     included, sees only the notifications sent to them.
+package notifications
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+
+	"github.com/nats-io/nats.go"
+
+	notificationsv1 "github.com/mercato-dev/mercato/internal/gen/notifications/v1"
+	"github.com/mercato-dev/mercato/internal/notifications/adapters"
+	"github.com/mercato-dev/mercato/internal/notifications/app"
+	"github.com/mercato-dev/mercato/internal/notifications/ports"
+	"github.com/mercato-dev/mercato/internal/platform/auth"
+	"github.com/mercato-dev/mercato/internal/platform/config"
+	"github.com/mercato-dev/mercato/internal/platform/db"
+	"github.com/mercato-dev/mercato/internal/platform/events"
+	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/server"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Name is the service's name in logs, metrics and the gRPC health protocol.
+const Name = "notifications"
+
+// MinPageTokenKeyLength is the shortest PageTokenKey accepted, in bytes.
+const MinPageTokenKeyLength = 16
+
+// Config is everything notifications needs to run.
+type Config struct {
+	Server server.Config
+	DB     db.Config
+	// NATSURL is the NATS server whose JetStream carries the events.
+	NATSURL string
+	// JWKSURL is where identity publishes the public keys that sign access
+	// tokens. Not needed when Keys is set.
+	JWKSURL string
+	// SinkFile, when set, is a file every notification is appended to as a
+	// JSON line (created if missing); otherwise notifications are logged.
+	SinkFile string
+	// PageTokenKey signs list page tokens (HMAC-SHA256), at least 16 bytes.
+	// Empty means a random key per process: fine for one replica, but set
+	// it (the same on every replica) when running several.
+	PageTokenKey string
+	// StreamReplicas is how many copies JetStream keeps of each stream: 1
+	// for a single NATS server (the default when 0), 3 on a cluster.
+	StreamReplicas int
+	// Keys, when set, verifies access tokens instead of fetching JWKSURL
+	// (tests, or a deployment that distributes keys another way).
+	Keys auth.KeySource
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Include("server", c.Server.Defaults().Validate())
+	p.Include("database", c.DB.Validate())
+	p.Add(c.NATSURL == "", "NATS URL is empty")
+	if c.Keys == nil {
+		u, err := url.Parse(c.JWKSURL)
+		p.Add(c.JWKSURL == "", "JWKS URL is empty")
+		p.Add(c.JWKSURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == ""),
+			"JWKS URL %q is not an absolute http(s) URL", c.JWKSURL)
+	}
+	p.Add(c.PageTokenKey != "" && len(c.PageTokenKey) < MinPageTokenKeyLength,
+		"page token key must be at least %d bytes", MinPageTokenKeyLength)
+	p.Add(c.StreamReplicas < 0 || c.StreamReplicas > 5, "stream replicas must be between 1 and 5")
+	return p.Err()
+}
+
+// Migrate applies the notifications' schema (and the events schema) to
+// cfg.DB and closes it again: what `mercato migrate notifications` runs.
+// It is idempotent.
+func Migrate(ctx context.Context, cfg Config) error {
+	d, err := db.Open(ctx, cfg.DB)
+	if err != nil {
+		return fmt.Errorf("open notifications database: %w", err)
+	}
+	defer d.Close()
+	return MigrateDB(ctx, d)
+}
+
+// MigrateDB applies the notifications' migrations and the events schema to
+// an open database.
+func MigrateDB(ctx context.Context, d *db.DB) error {
+	if err := events.Migrate(ctx, d, migrations); err != nil {
+		return fmt.Errorf("migrate notifications: %w", err)
+	}
+	return nil
+}
+
+// Service is a running notifications process.
+type Service struct {
+	server    *server.Server
+	consumers []*events.Consumer
+	closeSink func() error
+	nc        *nats.Conn
+	db        *db.DB
+	log       *slog.Logger
+}
+
+// New opens and migrates the database, opens the sink, connects to NATS
+// (creating the streams), and starts listening. Nothing is served or
+// consumed until Run. On error everything opened so far is closed again.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("notifications config: %w", err)
+	}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	d, err := db.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, fmt.Errorf("open notifications database: %w", err)
+	}
+	closers = append(closers, func() { _ = d.Close() })
+	if err := MigrateDB(ctx, d); err != nil {
+		return nil, err
+	}
+
+	var (
+		sink      app.Sink = adapters.NewLogSink(logger)
+		closeSink          = func() error { return nil }
+	)
+	if cfg.SinkFile != "" {
+		fileSink, err := adapters.OpenFileSink(cfg.SinkFile)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() { _ = fileSink.Close() })
+		sink, closeSink = fileSink, fileSink.Close
+	}
+
+	nc, js, err := events.Connect(ctx, cfg.NATSURL, Name, cfg.StreamReplicas)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, nc.Close)
+
+	tokenKey := []byte(cfg.PageTokenKey)
+	if len(tokenKey) == 0 {
+		tokenKey = []byte(rand.Text())
+		logger.WarnContext(ctx, "page token key not set, using a random one: page tokens will not survive a restart or work across replicas")
+	}
+	notifications := app.New(adapters.NewNotificationSQLRepository(d), sink, tokenKey)
+
+	reg := observability.NewRegistry()
+	handler := ports.EventHandler(notifications)
+	var consumers []*events.Consumer
+	for _, cc := range ports.ConsumerConfigs(ports.Retry{}) {
+		c, err := events.NewConsumer(d, js, logger, cc, handler, events.WithConsumerMetrics(reg))
+		if err != nil {
+			return nil, err
+		}
+		consumers = append(consumers, c)
+	}
+
+	keys := cfg.Keys
+	if keys == nil {
+		keys = auth.NewJWKSCache(cfg.JWKSURL, nil)
+	}
+	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
+	srv, err := server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger))
+	if err != nil {
+		return nil, err
+	}
+	notificationsv1.RegisterNotificationsServiceServer(srv.GRPC(), ports.NewGRPCServer(notifications))
+	srv.AddCheck("database", d.PingContext)
+	srv.AddCheck("nats", events.ConnectedCheck(nc))
+
+	return &Service{server: srv, consumers: consumers, closeSink: closeSink, nc: nc, db: d, log: logger}, nil
+}
+
+// Run serves and consumes until ctx is cancelled, then drains in-flight
+// requests, lets the events in hand finish, and closes the sink, NATS and
+// the database. It returns the error that stopped the service, or nil
+// after a graceful stop. Call it once.
+func (s *Service) Run(ctx context.Context) error {
+	components := make([]server.Component, len(s.consumers))
+	for i, c := range s.consumers {
+		components[i] = c.Run
+	}
+	err := s.server.Run(ctx, components...)
+	closeErr := errors.Join(events.Drain(s.nc), s.closeSink(), s.db.Close())
+	if closeErr != nil {
+		s.log.WarnContext(ctx, "closing notifications resources failed", "error", closeErr)
+	}
+	return err
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
+
+// HTTPAddr is the address of the admin HTTP listener (health, metrics).
+func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }

@@ -1,0 +1,85 @@
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	inventoryv1 "github.com/mercato-dev/mercato/internal/gen/inventory/v1"
+	"github.com/mercato-dev/mercato/internal/orders/app"
+)
+
+// InventoryGRPCClient is the app.Inventory over the inventory's gRPC API.
+// The connection is expected to carry the orders service's own token.
+type InventoryGRPCClient struct {
+	c inventoryv1.InventoryServiceClient
+}
+
+var _ app.Inventory = (*InventoryGRPCClient)(nil)
+
+// NewInventoryGRPCClient returns the client over c.
+func NewInventoryGRPCClient(c inventoryv1.InventoryServiceClient) *InventoryGRPCClient {
+	return &InventoryGRPCClient{c: c}
+}
+
+// outOfStockSKU reads inventory's conflict message for a reservation it
+// cannot hold, "insufficient stock for sku X", and returns X.
+func outOfStockSKU(msg string) (sku string, short bool) {
+	lower := strings.ToLower(msg)
+	if !strings.HasPrefix(lower, "insufficient stock") {
+		return "", false
+	}
+	if i := strings.Index(lower, "for sku "); i >= 0 {
+		return strings.TrimSpace(msg[i+len("for sku "):]), true
+	}
+	return "", true
+}
+
+// Reserve implements app.Inventory.
+func (c *InventoryGRPCClient) Reserve(ctx context.Context, orderID string, lines []app.StockLine, ttl time.Duration) (app.Reservation, error) {
+	req := &inventoryv1.ReserveStockRequest{
+		OrderId:    orderID,
+		Lines:      make([]*inventoryv1.ReservationLine, len(lines)),
+		TtlSeconds: int32(min(math.Ceil(ttl.Seconds()), math.MaxInt32)),
+	}
+	for i, l := range lines {
+		req.Lines[i] = &inventoryv1.ReservationLine{Sku: l.SKU, Quantity: int32(l.Quantity)}
+	}
+	res, err := c.c.ReserveStock(ctx, req)
+	if err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.AlreadyExists {
+			if sku, short := outOfStockSKU(st.Message()); short {
+				return app.Reservation{}, fmt.Errorf("reserve stock: %w", &app.OutOfStockError{SKU: sku})
+			}
+		}
+		return app.Reservation{}, classify("reserve stock", err)
+	}
+	out := app.Reservation{Status: res.GetStatus()}
+	if res.GetExpiresAt() != nil {
+		out.ExpiresAt = res.GetExpiresAt().AsTime()
+	}
+	return out, nil
+}
+
+// Commit implements app.Inventory.
+func (c *InventoryGRPCClient) Commit(ctx context.Context, orderID string) error {
+	_, err := c.c.CommitReservation(ctx, &inventoryv1.CommitReservationRequest{OrderId: orderID})
+	return classify("commit reservation", err)
+}
+
+// Release implements app.Inventory.
+func (c *InventoryGRPCClient) Release(ctx context.Context, orderID string) error {
+	_, err := c.c.ReleaseReservation(ctx, &inventoryv1.ReleaseReservationRequest{OrderId: orderID})
+	return classify("release reservation", err)
+}
+
+// Restock implements app.Inventory.
+func (c *InventoryGRPCClient) Restock(ctx context.Context, orderID string) error {
+	_, err := c.c.RestockOrder(ctx, &inventoryv1.RestockOrderRequest{OrderId: orderID})
+	return classify("restock order", err)
+}

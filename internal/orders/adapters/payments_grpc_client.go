@@ -1,0 +1,83 @@
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	paymentsv1 "github.com/mercato-dev/mercato/internal/gen/payments/v1"
+	"github.com/mercato-dev/mercato/internal/orders/app"
+)
+
+// PaymentsGRPCClient is the app.Payments over the payments' gRPC API. The
+// connection is expected to carry the orders service's own token.
+type PaymentsGRPCClient struct {
+	c paymentsv1.PaymentsServiceClient
+}
+
+var _ app.Payments = (*PaymentsGRPCClient)(nil)
+
+// NewPaymentsGRPCClient returns the client over c.
+func NewPaymentsGRPCClient(c paymentsv1.PaymentsServiceClient) *PaymentsGRPCClient {
+	return &PaymentsGRPCClient{c: c}
+}
+
+// Authorize implements app.Payments.
+func (c *PaymentsGRPCClient) Authorize(ctx context.Context, a app.Authorization) (app.Payment, error) {
+	p, err := c.c.Authorize(ctx, &paymentsv1.AuthorizeRequest{
+		IdempotencyKey: a.IdempotencyKey, OrderId: a.OrderID, UserId: a.UserID,
+		AmountCents: int32(a.AmountCents), Currency: a.Currency, PaymentToken: a.PaymentToken,
+	})
+	if err != nil {
+		return app.Payment{}, classifyToken("authorize payment", err)
+	}
+	return app.Payment{ID: p.GetId(), Status: p.GetStatus(), DeclineCode: p.GetDeclineCode()}, nil
+}
+
+// CheckPaymentToken implements app.PaymentMethods.
+func (c *PaymentsGRPCClient) CheckPaymentToken(ctx context.Context, token string) error {
+	_, err := c.c.CheckPaymentToken(ctx, &paymentsv1.CheckPaymentTokenRequest{PaymentToken: token})
+	return classifyToken("check payment token", err)
+}
+
+// classifyToken is classify, telling apart payments' refusal of the card
+// token ("unknown payment token").
+func classifyToken(op string, err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument &&
+		strings.Contains(strings.ToLower(st.Message()), "payment token") {
+		return fmt.Errorf("%s: %w: %w", op, app.ErrPaymentTokenRejected, err)
+	}
+	return classify(op, err)
+}
+
+// Capture implements app.Payments.
+func (c *PaymentsGRPCClient) Capture(ctx context.Context, paymentID string) error {
+	_, err := c.c.Capture(ctx, &paymentsv1.CaptureRequest{PaymentId: paymentID})
+	return classify("capture payment", err)
+}
+
+// Void implements app.Payments.
+func (c *PaymentsGRPCClient) Void(ctx context.Context, paymentID string) error {
+	_, err := c.c.Void(ctx, &paymentsv1.VoidRequest{PaymentId: paymentID})
+	return classifyChange("void payment", err)
+}
+
+// Refund implements app.Payments.
+func (c *PaymentsGRPCClient) Refund(ctx context.Context, paymentID string) error {
+	_, err := c.c.Refund(ctx, &paymentsv1.RefundRequest{PaymentId: paymentID})
+	return classifyChange("refund payment", err)
+}
+
+// classifyChange is classify, telling apart payments' refusal because a
+// capture is in progress ("payment has a capture in progress; retry the
+// capture"): only finishing that capture unblocks the payment.
+func classifyChange(op string, err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() != codes.OK &&
+		strings.Contains(strings.ToLower(st.Message()), "capture in progress") {
+		return fmt.Errorf("%s: %w: %w", op, app.ErrCaptureInProgress, err)
+	}
+	return classify(op, err)
+}

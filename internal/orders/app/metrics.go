@@ -1,0 +1,49 @@
+package app
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// sagaMetrics are the saga's Prometheus metrics.
+type sagaMetrics struct {
+	outcomes *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	retries  *prometheus.CounterVec
+	inFlight prometheus.Gauge
+}
+
+func newSagaMetrics(reg prometheus.Registerer) *sagaMetrics {
+	m := &sagaMetrics{
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_saga_outcomes_total",
+			Help: "Orders that reached a terminal state, by status and reason class.",
+		}, []string{"status", "reason"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orders_saga_duration_seconds",
+			Help:    "Time from placement to the first terminal state, by status.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"status"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_saga_step_retries_total",
+			Help: "Saga steps that failed transiently and were scheduled again, by step.",
+		}, []string{"step"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orders_in_flight",
+			Help: "Orders whose saga has not finished (every replica reports the shared count).",
+		}),
+	}
+	if reg == nil {
+		return m
+	}
+	for _, c := range []prometheus.Collector{m.outcomes, m.duration, m.retries, m.inFlight} {
+		if err := reg.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				panic(err) // a programming error: two different metrics with one name
+			}
+		}
+	}
+	return m
+}

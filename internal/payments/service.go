@@ -1,0 +1,211 @@
+// Package payments is the payments service: it authorizes, captures, voids
+// and refunds payments through a card provider (an in-process fake with
+// Stripe-style test tokens and fault knobs), over gRPC for mercato's own
+// services and admins, and lets an order's owner list its payments. Every
+// status change is announced as a payment.* event through a transactional
+// outbox. Card data is never stored.
+package payments
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	paymentsv1 "github.com/mercato-dev/mercato/internal/gen/payments/v1"
+	"github.com/mercato-dev/mercato/internal/payments/adapters"
+	"github.com/mercato-dev/mercato/internal/payments/app"
+	"github.com/mercato-dev/mercato/internal/payments/ports"
+	"github.com/mercato-dev/mercato/internal/platform/auth"
+	"github.com/mercato-dev/mercato/internal/platform/config"
+	"github.com/mercato-dev/mercato/internal/platform/db"
+	"github.com/mercato-dev/mercato/internal/platform/events"
+	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/server"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Name is the service's name in logs, metrics and the gRPC health protocol.
+const Name = "payments"
+
+// MaxProviderLatency is the largest ProviderLatency accepted.
+const MaxProviderLatency = 30 * time.Second
+
+// Config is everything the payments service needs to run.
+type Config struct {
+	Server server.Config
+	DB     db.Config
+	// NATSURL is the NATS server (or a comma-separated list of them) whose
+	// JetStream receives the payment.* events.
+	NATSURL string
+	// JWKSURL is where identity publishes the public keys that sign access
+	// tokens. Not needed when Keys is set.
+	JWKSURL string
+	// ProviderLatency is added to every call to the fake card provider
+	// (0 to 30s): a fault knob.
+	ProviderLatency time.Duration
+	// ProviderFailureRate is the share of provider calls, in [0, 1], that
+	// fail as unavailable: a fault knob.
+	ProviderFailureRate float64
+	// ProviderSeed seeds the failure draws, so a run fails the same calls
+	// every time; 0 picks a random seed.
+	ProviderSeed uint64
+	// StreamReplicas is how many copies JetStream keeps of each stream: 1
+	// for a single NATS server (the default when 0), 3 on a cluster.
+	StreamReplicas int
+	// Keys, when set, verifies access tokens instead of fetching JWKSURL
+	// (tests, or a deployment that distributes keys another way).
+	Keys auth.KeySource
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Include("server", c.Server.Defaults().Validate())
+	p.Include("database", c.DB.Validate())
+	p.Add(c.NATSURL == "", "NATS URL is empty")
+	if c.Keys == nil {
+		u, err := url.Parse(c.JWKSURL)
+		p.Add(c.JWKSURL == "", "JWKS URL is empty")
+		p.Add(c.JWKSURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == ""),
+			"JWKS URL %q is not an absolute http(s) URL", c.JWKSURL)
+	}
+	p.Add(c.ProviderLatency < 0 || c.ProviderLatency > MaxProviderLatency,
+		"provider latency %s must be between 0s and %s", c.ProviderLatency, MaxProviderLatency)
+	// Written so that NaN fails too.
+	p.Add(!(c.ProviderFailureRate >= 0 && c.ProviderFailureRate <= 1),
+		"provider failure rate %v must be between 0 and 1", c.ProviderFailureRate)
+	p.Add(c.StreamReplicas < 0 || c.StreamReplicas > 5, "stream replicas must be between 1 and 5")
+	return p.Err()
+}
+
+// Migrate applies the payments schema (and the outbox's) to cfg.DB and
+// closes it again: what `mercato migrate payments` runs. Only cfg.DB is
+// used. It is idempotent.
+func Migrate(ctx context.Context, cfg Config) error {
+	d, err := db.Open(ctx, cfg.DB)
+	if err != nil {
+		return fmt.Errorf("open payments database: %w", err)
+	}
+	defer d.Close()
+	return MigrateDB(ctx, d)
+}
+
+// MigrateDB applies the payments migrations and the events schema to an
+// open database.
+func MigrateDB(ctx context.Context, d *db.DB) error {
+	if err := events.Migrate(ctx, d, migrations); err != nil {
+		return fmt.Errorf("migrate payments: %w", err)
+	}
+	return nil
+}
+
+// Service is a running payments process.
+type Service struct {
+	server   *server.Server
+	relay    *events.Relay
+	provider *adapters.FakeProvider
+	nc       *nats.Conn
+	db       *db.DB
+	log      *slog.Logger
+}
+
+// New opens and migrates the database, connects to NATS (creating the
+// streams), and starts listening. Nothing is served until Run. On error
+// everything opened so far is closed again.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("payments config: %w", err)
+	}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	d, err := db.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, fmt.Errorf("open payments database: %w", err)
+	}
+	closers = append(closers, func() { _ = d.Close() })
+	if err := MigrateDB(ctx, d); err != nil {
+		return nil, err
+	}
+
+	nc, js, err := events.Connect(ctx, cfg.NATSURL, Name, cfg.StreamReplicas)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, nc.Close)
+
+	reg := observability.NewRegistry()
+	metrics, err := adapters.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	outbox := events.NewOutbox(d)
+	relay := events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
+	repo := adapters.NewPaymentSQLRepository(d, outbox)
+
+	seed := cfg.ProviderSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	provider := adapters.NewFakeProvider(adapters.FakeProviderConfig{
+		Latency: cfg.ProviderLatency, FailureRate: cfg.ProviderFailureRate, Seed: seed,
+	})
+	if cfg.ProviderLatency > 0 || cfg.ProviderFailureRate > 0 {
+		logger.InfoContext(ctx, "payment provider fault knobs set",
+			"latency", cfg.ProviderLatency, "failure_rate", cfg.ProviderFailureRate, "seed", seed)
+	}
+
+	keys := cfg.Keys
+	if keys == nil {
+		keys = auth.NewJWKSCache(cfg.JWKSURL, nil)
+	}
+	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
+
+	srv, err := server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	if err != nil {
+		return nil, err
+	}
+	payments := app.NewPayments(repo, metrics.InstrumentProvider(provider), metrics)
+	paymentsv1.RegisterPaymentsServiceServer(srv.GRPC(), ports.NewGRPCServer(payments))
+	srv.AddCheck("database", d.PingContext)
+	srv.AddCheck("nats", events.ConnectedCheck(nc))
+
+	return &Service{server: srv, relay: relay, provider: provider, nc: nc, db: d, log: logger}, nil
+}
+
+// Run serves until ctx is cancelled, then drains in-flight requests, stops
+// the outbox relay and closes NATS and the database. It returns the error
+// that stopped the service, or nil after a graceful stop. Call it once.
+func (s *Service) Run(ctx context.Context) error {
+	err := s.server.Run(ctx, s.relay.Run)
+	closeErr := errors.Join(events.Drain(s.nc), s.db.Close())
+	if closeErr != nil {
+		s.log.WarnContext(ctx, "closing payments resources failed", "error", closeErr)
+	}
+	return err
+}
+
+// Provider is the service's fake card provider, for tests that count its
+// calls or switch it down (SetDown) to simulate an outage.
+func (s *Service) Provider() *adapters.FakeProvider { return s.provider }
+
+// GRPCAddr is the address the gRPC server listens on.
+func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
+
+// HTTPAddr is the address of the admin HTTP listener (health, metrics).
+func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }

@@ -1,0 +1,31 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+
+	"github.com/pressly/goose/v3"
+)
+
+// Migrate applies the migrations in migrations/<dialect>/ (embedded SQL files
+// named 00001_name.sql with goose annotations) that are not applied yet.
+// Applying is idempotent: a second run changes nothing.
+func Migrate(ctx context.Context, d *DB, migrations fs.FS) error {
+	sub, err := fs.Sub(migrations, "migrations/"+string(d.Dialect))
+	if err != nil {
+		return fmt.Errorf("migrations for %s: %w", d.Dialect, err)
+	}
+	dialect := goose.DialectSQLite3
+	if d.Dialect == Postgres {
+		dialect = goose.DialectPostgres
+	}
+	provider, err := goose.NewProvider(dialect, d.DB, sub)
+	if err != nil {
+		return fmt.Errorf("load migrations: %w", err)
+	}
+	if _, err := provider.Up(ctx); err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}

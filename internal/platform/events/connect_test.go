@@ -1,0 +1,141 @@
+package events_test
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+	"testing/fstest"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mercato-dev/mercato/internal/platform/db"
+	"github.com/mercato-dev/mercato/internal/platform/events"
+)
+
+func TestConnectCreatesTheStreamsAndReportsReadiness(t *testing.T) {
+	srv, err := events.StartEmbedded(t.TempDir(), "127.0.0.1", -1)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+
+	nc, js, err := events.Connect(t.Context(), srv.ClientURL(), "catalog", 0)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	require.Equal(t, "mercato-catalog", nc.Opts.Name)
+	for _, name := range []string{events.StreamUsers, events.StreamProducts, events.StreamOrders, events.StreamPayments, events.StreamDeadLetters} {
+		stream, err := js.Stream(t.Context(), name)
+		require.NoError(t, err, name)
+		require.Equal(t, 1, stream.CachedInfo().Config.Replicas, "0 replicas means one copy")
+	}
+	ready := events.ConnectedCheck(nc)
+	require.NoError(t, ready(t.Context()))
+
+	// A NATS outage makes the process unready rather than ending it.
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	require.Eventually(t, func() bool { return ready(t.Context()) != nil }, waitFor, tick)
+	require.False(t, nc.IsClosed(), "the client keeps reconnecting")
+	require.EqualError(t, ready(t.Context()), "not connected to NATS")
+}
+
+func TestConnectFailures(t *testing.T) {
+	url := natsURLWithNoServer(t)
+	_, _, err := events.Connect(t.Context(), url, "catalog", 1)
+	require.ErrorContains(t, err, "connect to NATS")
+
+	srv, err := events.StartEmbedded(t.TempDir(), "127.0.0.1", -1)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	_, _, err = events.Connect(t.Context(), srv.ClientURL(), "catalog", 6)
+	require.ErrorIs(t, err, events.ErrInvalidConfig)
+	require.Eventually(t, func() bool { return srv.NumClients() == 0 }, waitFor, tick,
+		"a failed Connect closes its connection")
+}
+
+func TestDrainLetsSubscriptionsFinishThenCloses(t *testing.T) {
+	nc, _, err := events.Connect(t.Context(), startNATS(t), "orders", 1)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+
+	var (
+		started = make(chan struct{})
+		release = make(chan struct{})
+		handled atomic.Int32
+	)
+	_, err = nc.Subscribe("drain.test", func(*nats.Msg) {
+		if handled.Load() == 0 {
+			close(started)
+			<-release
+		}
+		handled.Add(1)
+	})
+	require.NoError(t, err)
+	for range 3 {
+		require.NoError(t, nc.Publish("drain.test", nil))
+	}
+	// The server answers the flush after delivering the three messages to
+	// this same connection, so all are queued once it returns.
+	require.NoError(t, nc.Flush())
+	<-started
+
+	// The first message is in hand and two wait behind it when the drain
+	// begins: all three are handled before the connection closes.
+	drained := make(chan error, 1)
+	go func() { drained <- events.Drain(nc) }()
+	require.Eventually(t, nc.IsDraining, waitFor, tick)
+	close(release)
+	require.NoError(t, <-drained)
+	require.Equal(t, int32(3), handled.Load())
+	require.True(t, nc.IsClosed())
+	require.Error(t, events.ConnectedCheck(nc)(t.Context()))
+	require.NoError(t, events.Drain(nc), "draining a closed connection does nothing")
+}
+
+func TestMigrateAppliesTheServiceSchemaAndTheEventsSchema(t *testing.T) {
+	t.Parallel()
+	service := fstest.MapFS{
+		"migrations/sqlite/00001_init.sql": {Data: []byte(
+			"-- +goose Up\nCREATE TABLE widgets (id TEXT PRIMARY KEY);\n-- +goose Down\nDROP TABLE widgets;\n")},
+		"migrations/postgres/00001_init.sql": {Data: []byte(
+			"-- +goose Up\nCREATE TABLE widgets (id TEXT PRIMARY KEY);\n-- +goose Down\nDROP TABLE widgets;\n")},
+	}
+	forEachEngine(t, func(t *testing.T, d *db.DB) {
+		require.NoError(t, events.Migrate(t.Context(), d, service))
+		require.NoError(t, events.Migrate(t.Context(), d, service), "applying again changes nothing")
+		require.Equal(t, 0, countRows(t, d, `SELECT count(*) FROM widgets`))
+		require.Equal(t, 0, unpublished(t, d))
+		require.Equal(t, 0, countRows(t, d, `SELECT count(*) FROM processed_events`))
+
+		err := events.Migrate(t.Context(), d, fstest.MapFS{})
+		require.Error(t, err, "a service without migrations for its engine")
+	})
+}
+
+// startNATS starts a server of the test's own and returns its URL.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	srv, err := events.StartEmbedded(t.TempDir(), "127.0.0.1", -1)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	return srv.ClientURL()
+}
+
+// natsURLWithNoServer returns a loopback URL that refuses connections.
+func natsURLWithNoServer(t *testing.T) string {
+	t.Helper()
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return "nats://" + addr
+}

@@ -1,0 +1,230 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mercato-dev/mercato/internal/platform/db"
+	"github.com/mercato-dev/mercato/internal/platform/events"
+)
+
+func TestRelayRestartPublishesEveryEventExactlyOnce(t *testing.T) {
+	t.Parallel()
+	errCrash := errors.New("simulated crash")
+	// Each first run relays part of 10 events and stops; the restarted relay
+	// must then get every event into the stream exactly once.
+	tests := []struct {
+		name string
+		// firstRun returns how many events it stored in the stream and how
+		// many it marked published.
+		firstRun func(t *testing.T, d *db.DB, o *events.Outbox, js jetstream.JetStream) (stored, marked int)
+		// wantDuplicates is how many of the restarted relay's publishes
+		// JetStream must drop.
+		wantDuplicates int
+	}{
+		{
+			name: "crash between publish and mark",
+			firstRun: func(t *testing.T, d *db.DB, o *events.Outbox, js jetstream.JetStream) (int, int) {
+				ctx, crash := context.WithCancel(t.Context())
+				relay := events.NewRelay(o, js, testLogger(t), events.WithBatchSize(4), events.WithPollInterval(tick),
+					events.WithAfterPublishHook(func() error {
+						crash()
+						return errCrash
+					}))
+				require.NoError(t, runUntilItStops(t, ctx, crash, relay.Run))
+				return 4, 0
+			},
+			wantDuplicates: 4,
+		},
+		{
+			name: "graceful stop while a batch is in flight",
+			firstRun: func(t *testing.T, d *db.DB, o *events.Outbox, js jetstream.JetStream) (int, int) {
+				ctx, stop := context.WithCancel(t.Context())
+				batches := 0
+				relay := events.NewRelay(o, js, testLogger(t), events.WithBatchSize(2), events.WithPollInterval(tick),
+					events.WithAfterPublishHook(func() error {
+						if batches++; batches == 2 {
+							stop()
+						}
+						return nil
+					}))
+				require.NoError(t, runUntilItStops(t, ctx, stop, relay.Run))
+				return 4, 4
+			},
+		},
+		{
+			name: "published marks lost after everything was published",
+			firstRun: func(t *testing.T, d *db.DB, o *events.Outbox, js jetstream.JetStream) (int, int) {
+				relay := events.NewRelay(o, js, testLogger(t), events.WithPollInterval(tick))
+				stop := runInBackground(t, relay.Run)
+				require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
+				require.NoError(t, stop())
+				_, err := d.ExecContext(t.Context(), `UPDATE outbox SET published_at = NULL`)
+				require.NoError(t, err)
+				return 10, 0
+			},
+			wantDuplicates: 10,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			forEachEngineWithSchema(t, func(t *testing.T, d *db.DB) {
+				js := startJetStream(t)
+				o := events.NewOutbox(d)
+				evs := orderEvents("ev", 10)
+				addCommitted(t, d, o, evs...)
+
+				stored, marked := tt.firstRun(t, d, o, js)
+				require.Equal(t, stored, streamCount(t, js, events.StreamOrders), "stored by the first run")
+				require.Equal(t, len(evs)-marked, unpublished(t, d), "left unpublished by the first run")
+
+				reg := prometheus.NewRegistry()
+				relay := events.NewRelay(o, js, testLogger(t), events.WithBatchSize(3),
+					events.WithPollInterval(tick), events.WithRelayMetrics(reg))
+				runInBackground(t, relay.Run)
+				require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
+
+				msgs := streamMessages(t, js, events.StreamOrders)
+				counts := eventIDCounts(msgs)
+				for _, ev := range evs {
+					assert.Equal(t, 1, counts[ev.ID], "copies of %s in the stream", ev.ID)
+				}
+				assert.Len(t, msgs, len(evs))
+				assert.Equal(t, float64(tt.wantDuplicates), metricValue(t, reg, "mercato_events_publish_duplicates_total"))
+			})
+		})
+	}
+}
+
+func TestTwoRelaysOnOneDatabasePublishEachEventOnce(t *testing.T) {
+	t.Parallel()
+	forEachEngineWithSchema(t, func(t *testing.T, d *db.DB) {
+		js := startJetStream(t)
+		o := events.NewOutbox(d)
+		regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+		for _, reg := range regs {
+			relay := events.NewRelay(o, js, testLogger(t), events.WithBatchSize(5),
+				events.WithPollInterval(tick), events.WithRelayMetrics(reg))
+			runInBackground(t, relay.Run)
+		}
+		evs := orderEvents("ev", 60)
+		for i := 0; i < len(evs); i += 6 {
+			addCommitted(t, d, o, evs[i:i+6]...)
+		}
+		require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
+
+		msgs := streamMessages(t, js, events.StreamOrders)
+		require.Len(t, msgs, len(evs))
+		for i, m := range msgs {
+			assert.Equal(t, 1, eventIDCounts(msgs)[evs[i].ID])
+			if d.Dialect == db.Postgres {
+				// Row locks make the relays take turns, so order holds.
+				assert.Equal(t, evs[i].ID, m.Header.Get(jetstream.MsgIDHeader), "message %d", i)
+			}
+		}
+		published := metricValue(t, regs[0], "mercato_events_published_total") +
+			metricValue(t, regs[1], "mercato_events_published_total")
+		duplicates := metricValue(t, regs[0], "mercato_events_publish_duplicates_total") +
+			metricValue(t, regs[1], "mercato_events_publish_duplicates_total")
+		if d.Dialect == db.Postgres {
+			assert.Equal(t, float64(len(evs)), published, "rows marked")
+			assert.Zero(t, duplicates, "rows published twice")
+		} else {
+			// Without row locks both relays may publish a row; the stream
+			// keeps one copy.
+			assert.GreaterOrEqual(t, published, float64(len(evs)))
+		}
+	})
+}
+
+func TestRelayReportsLagAndLosesNothingWhileJetStreamIsDown(t *testing.T) {
+	t.Parallel()
+	forEachEngineWithSchema(t, func(t *testing.T, d *db.DB) {
+		js := startJetStream(t)
+		// Without its stream a subject has no responders: the same failure
+		// as a NATS outage, from the relay's point of view.
+		require.NoError(t, js.DeleteStream(t.Context(), events.StreamOrders))
+		o := events.NewOutbox(d)
+		evs := orderEvents("ev", 5)
+		addCommitted(t, d, o, evs...)
+
+		reg := prometheus.NewRegistry()
+		relay := events.NewRelay(o, js, testLogger(t), events.WithPollInterval(tick),
+			events.WithPublishTimeout(waitFor), events.WithRelayMetrics(reg))
+		runInBackground(t, relay.Run)
+
+		require.Eventually(t, func() bool {
+			return metricValue(t, reg, "mercato_events_publish_errors_total") >= 2 &&
+				metricValue(t, reg, "mercato_events_outbox_pending") == float64(len(evs)) &&
+				metricValue(t, reg, "mercato_events_outbox_oldest_pending_age_seconds") > 0
+		}, waitFor, tick)
+		assert.Less(t, metricValue(t, reg, "mercato_events_outbox_oldest_pending_age_seconds"), waitFor.Seconds())
+		require.Equal(t, len(evs), unpublished(t, d), "nothing is dropped while failing")
+
+		require.NoError(t, events.EnsureStreams(t.Context(), js, 1))
+		require.Eventually(t, func() bool {
+			return unpublished(t, d) == 0 && metricValue(t, reg, "mercato_events_outbox_pending") == 0
+		}, waitFor, tick)
+		// Order is best effort across a failure, so only completeness counts.
+		msgs := streamMessages(t, js, events.StreamOrders)
+		counts := eventIDCounts(msgs)
+		for _, ev := range evs {
+			assert.Equal(t, 1, counts[ev.ID], "copies of %s in the stream", ev.ID)
+		}
+		assert.Len(t, msgs, len(evs))
+		assert.Zero(t, metricValue(t, reg, "mercato_events_outbox_oldest_pending_age_seconds"))
+	})
+}
+
+func TestRelayPrunesRowsPublishedBeforeRetention(t *testing.T) {
+	t.Parallel()
+	forEachEngineWithSchema(t, func(t *testing.T, d *db.DB) {
+		js := startJetStream(t)
+		o := events.NewOutbox(d)
+		addCommitted(t, d, o, orderEvent("old"), orderEvent("recent"))
+		stop := runInBackground(t, events.NewRelay(o, js, testLogger(t), events.WithPollInterval(tick)).Run)
+		require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
+		require.NoError(t, stop())
+
+		twoDaysAgo := `strftime('%Y-%m-%d %H:%M:%f', 'now', '-2 days')`
+		if d.Dialect == db.Postgres {
+			twoDaysAgo = `now() - interval '2 days'`
+		}
+		_, err := d.ExecContext(t.Context(), `UPDATE outbox SET published_at = `+twoDaysAgo+` WHERE event_id = 'old'`)
+		require.NoError(t, err)
+
+		runInBackground(t, events.NewRelay(o, js, testLogger(t), events.WithPollInterval(tick), events.WithRetention(events.DuplicateWindow*720)).Run)
+		require.Eventually(t, func() bool {
+			return countRows(t, d, `SELECT count(*) FROM outbox WHERE event_id = 'old'`) == 0
+		}, waitFor, tick)
+		assert.Equal(t, 1, countRows(t, d, `SELECT count(*) FROM outbox WHERE event_id = 'recent'`))
+	})
+}
+
+// runUntilItStops runs run, which is expected to bring about the
+// cancellation of ctx itself, and fails the test if it has not returned
+// within waitFor.
+func runUntilItStops(t *testing.T, ctx context.Context, cancel context.CancelFunc, run func(context.Context) error) error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(waitFor):
+		cancel()
+		if err := <-errc; err != nil {
+			t.Logf("run after cancel: %v", err)
+		}
+		t.Fatal("the run did not stop by itself")
+		return nil
+	}
+}

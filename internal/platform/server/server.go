@@ -1,0 +1,275 @@
+// Package server is the lifecycle every service process shares: a gRPC
+// server and an admin HTTP listener (/healthz, /readyz, /metrics), the gRPC
+// health protocol, background components, and a graceful drain with a
+// deadline when the context is cancelled (SIGINT/SIGTERM in cmd/).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/mercato-dev/mercato/internal/platform/config"
+	"github.com/mercato-dev/mercato/internal/platform/observability"
+)
+
+// Config says where a service listens and how long it may take to stop.
+type Config struct {
+	// GRPCAddr is the gRPC listen address, e.g. ":9090" (port 0 picks one).
+	GRPCAddr string
+	// HTTPAddr is the admin HTTP listen address (health, metrics, and any
+	// HTTP endpoints the service adds).
+	HTTPAddr string
+	// ShutdownTimeout bounds the graceful drain.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults fills unset fields.
+func (c Config) Defaults() Config {
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	return c
+}
+
+// Validate reports every problem.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Add(c.GRPCAddr == "", "gRPC listen address is empty")
+	p.Add(c.HTTPAddr == "", "HTTP listen address is empty")
+	p.Add(c.ShutdownTimeout < 0, "shutdown timeout must not be negative")
+	for _, a := range []string{c.GRPCAddr, c.HTTPAddr} {
+		if a != "" {
+			_, _, err := net.SplitHostPort(a)
+			p.Add(err != nil, "listen address %q is not host:port", a)
+		}
+	}
+	return p.Err()
+}
+
+// Component is background work (an outbox relay, a consumer) that runs until
+// ctx is cancelled and then returns nil; any other return stops the process.
+type Component func(ctx context.Context) error
+
+// Check reports whether a dependency needed to serve is usable.
+type Check func(ctx context.Context) error
+
+// Server is one service process. Register gRPC services on GRPC() and
+// extra HTTP handlers with HandleHTTP before calling Run.
+type Server struct {
+	name     string
+	cfg      Config
+	log      *slog.Logger
+	grpc     *grpc.Server
+	health   *health.Server
+	mux      *http.ServeMux
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	draining atomic.Bool
+
+	mu     sync.Mutex
+	checks map[string]Check
+}
+
+// New listens on both addresses at once (so a caller learns the real ports
+// before Run) and builds the gRPC server with the shared interceptor chain:
+// tracing, request id, metrics, panic recovery, error mapping, then extra
+// (e.g. authentication).
+func New(name string, cfg Config, logger *slog.Logger, reg *prometheus.Registry, extra ...grpc.UnaryServerInterceptor) (*Server, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	grpcLis, err := lc.Listen(context.Background(), "tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen gRPC: %w", err)
+	}
+	httpLis, err := lc.Listen(context.Background(), "tcp", cfg.HTTPAddr)
+	if err != nil {
+		_ = grpcLis.Close()
+		return nil, fmt.Errorf("listen HTTP: %w", err)
+	}
+
+	metrics := observability.NewGRPCServerMetrics(reg)
+	unary := append([]grpc.UnaryServerInterceptor{
+		requestIDUnary,
+		metrics.UnaryServerInterceptor(),
+		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+			logger.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p))
+			return status.Error(codes.Internal, "internal error")
+		})),
+		ErrorMapping(logger),
+	}, extra...)
+	gs := grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor()),
+	)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+
+	s := &Server{
+		name: name, cfg: cfg, log: logger, grpc: gs, health: hs,
+		mux: http.NewServeMux(), grpcLis: grpcLis, httpLis: httpLis,
+		checks: map[string]Check{},
+	}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", s.serveReady)
+	s.mux.Handle("GET /metrics", observability.MetricsHandler(reg))
+	return s, nil
+}
+
+// GRPC returns the gRPC server to register services on.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// HandleHTTP adds a handler to the admin HTTP listener.
+func (s *Server) HandleHTTP(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// AddCheck adds a readiness check: /readyz and the gRPC health status fail
+// while any check fails.
+func (s *Server) AddCheck(name string, c Check) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks[name] = c
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is the address the admin HTTP server listens on.
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+func (s *Server) ready(ctx context.Context) map[string]string {
+	failures := map[string]string{}
+	if s.draining.Load() {
+		failures["server"] = "shutting down"
+	}
+	s.mu.Lock()
+	checks := make(map[string]Check, len(s.checks))
+	for k, v := range s.checks {
+		checks[k] = v
+	}
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for name, c := range checks {
+		if err := c(ctx); err != nil {
+			failures[name] = err.Error()
+		}
+	}
+	return failures
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	failures := s.ready(r.Context())
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if len(failures) == 0 {
+		_, _ = w.Write([]byte("ready\n"))
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	for name, msg := range failures {
+		_, _ = fmt.Fprintf(w, "%s: %s\n", name, msg)
+	}
+}
+
+// Run serves until ctx is cancelled, then drains: the health status turns
+// NOT_SERVING, in-flight RPCs and HTTP requests finish (forced after the
+// shutdown timeout), and only then are the components stopped, so work
+// accepted by an RPC can still be handed to them. Run returns the first
+// error that stopped the process, or nil after a graceful stop.
+func (s *Server) Run(ctx context.Context, components ...Component) error {
+	httpSrv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
+	compCtx, stopComponents := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopComponents()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := s.grpc.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve gRPC: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := httpSrv.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve HTTP: %w", err)
+		}
+		return nil
+	})
+	for _, c := range components {
+		g.Go(func() error { return c(compCtx) })
+	}
+	g.Go(func() error { s.watchHealth(gctx); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		s.log.InfoContext(ctx, "shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+		s.draining.Store(true)
+		s.health.Shutdown()
+		deadline, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+		defer cancel()
+
+		stopped := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-deadline.Done():
+			s.log.WarnContext(ctx, "gRPC drain timed out, closing connections")
+			s.grpc.Stop()
+		}
+		if err := httpSrv.Shutdown(deadline); err != nil {
+			_ = httpSrv.Close()
+		}
+		stopComponents()
+		return nil
+	})
+	s.log.InfoContext(ctx, "serving", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr())
+	err := g.Wait()
+	if err == nil {
+		s.log.InfoContext(ctx, "stopped")
+	}
+	return err
+}
+
+// watchHealth keeps the gRPC health status in step with the readiness checks.
+func (s *Server) watchHealth(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		st := healthpb.HealthCheckResponse_SERVING
+		if len(s.ready(ctx)) > 0 {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.health.SetServingStatus("", st)
+		s.health.SetServingStatus(s.name, st)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,611 @@
+// Command bench measures a running mercato end to end and prints the
+// figures as Markdown. It has three parts, each on a fresh system started
+// from the real binary (`mercato up`):
+//
+//   - read: time to ready, idle memory per process, and the gateway's
+//     GET /api/v1/products/{id} against catalog's gRPC GetProduct called
+//     directly (maximum throughput, then p50/p99 at half that rate);
+//   - checkout: concurrent shoppers placing orders through the public API
+//     and polling each until the saga confirms it, on SQLite and on
+//     PostgreSQL (checkout.go);
+//   - pgbench: PostgreSQL's own TPC-B-like benchmark on the same server, as
+//     the yardstick for the PostgreSQL checkout figure.
+//
+// The read part drives both paths with the same load loop (load.go):
+// keep-alive HTTP connections for the gateway, one pooled gRPC connection
+// for catalog, the same number of concurrent clients, latencies recorded in
+// an HDR histogram. Using one loop for both keeps the comparison about the
+// servers, not about two different load tools.
+//
+// Nothing is asserted: the figures are printed beside their targets.
+//
+//	make bench                         (builds bin/mercato, runs every part)
+//	go run ./test/bench -checkout -engines postgres
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	binary      string
+	postgresURL string
+
+	read, checkout, pgbench bool
+	engines                 []string
+
+	// read part
+	duration    time.Duration
+	concurrency int
+	idle        time.Duration
+
+	// checkout part
+	checkoutCfg checkoutConfig
+
+	// pgbench part
+	pgbenchCfg pgbenchConfig
+}
+
+func main() {
+	var o options
+	var engines string
+	flag.StringVar(&o.binary, "binary", "bin/mercato", "path to the built mercato binary")
+	flag.StringVar(&o.postgresURL, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		"PostgreSQL server for the checkout run on PostgreSQL and for pgbench (scratch databases are created and dropped)")
+	flag.BoolVar(&o.read, "read", false, "run the start-up, memory and product read part (with no part flag, every part runs)")
+	flag.BoolVar(&o.checkout, "checkout", false, "run the checkout part")
+	flag.BoolVar(&o.pgbench, "pgbench", false, "run pgbench")
+	flag.StringVar(&engines, "engines", "sqlite,postgres", "comma-separated engines of the checkout part")
+
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each product read run")
+	flag.IntVar(&o.concurrency, "concurrency", 32, "concurrent requests in the maximum-throughput read runs")
+	flag.DurationVar(&o.idle, "idle", 3*time.Second, "how long the system idles before memory is read")
+
+	flag.IntVar(&o.checkoutCfg.shoppers, "shoppers", 32, "concurrent shoppers in the checkout run (closed loop)")
+	flag.IntVar(&o.checkoutCfg.users, "users", 50, "registered users the shoppers place orders as")
+	flag.IntVar(&o.checkoutCfg.products, "products", 8, "products stocked and ordered (1 or 2 of them per order)")
+	flag.DurationVar(&o.checkoutCfg.warmup, "warmup", 5*time.Second, "checkout load before the measured window")
+	flag.DurationVar(&o.checkoutCfg.duration, "checkout-duration", 20*time.Second, "measured checkout window")
+	flag.DurationVar(&o.checkoutCfg.poll, "poll", 15*time.Millisecond, "how often a shopper polls its order when -wait is 0")
+	flag.DurationVar(&o.checkoutCfg.wait, "wait", 5*time.Second, "how long the server may hold a shopper's GET /api/v1/orders/{id} until the outcome (wait_seconds); 0 polls instead")
+
+	flag.StringVar(&o.pgbenchCfg.binary, "pgbench-binary", "/usr/bin/pgbench", "pgbench executable")
+	flag.IntVar(&o.pgbenchCfg.scale, "pgbench-scale", 10, "pgbench -s when initialising")
+	flag.IntVar(&o.pgbenchCfg.clients, "pgbench-clients", 8, "pgbench -c")
+	flag.IntVar(&o.pgbenchCfg.threads, "pgbench-threads", 2, "pgbench -j")
+	flag.DurationVar(&o.pgbenchCfg.duration, "pgbench-duration", 20*time.Second, "pgbench -T")
+	logLevel := flag.String("log-level", "info", "LOG_LEVEL of the system under test (info keeps the gateway's access log on)")
+	flag.Parse()
+	benchEnv = append(benchEnv, "LOG_LEVEL="+*logLevel)
+
+	if !o.read && !o.checkout && !o.pgbench {
+		o.read, o.checkout, o.pgbench = true, true, true
+	}
+	for _, e := range strings.Split(engines, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			o.engines = append(o.engines, e)
+		}
+	}
+	o.pgbenchCfg.serverURL = o.postgresURL
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// summary collects the figures compared with their targets at the end.
+type summary struct {
+	read      *readResult
+	checkouts []checkoutResult
+	pgbench   *pgbenchResult
+}
+
+func run(ctx context.Context, o options) error {
+	for _, e := range o.engines {
+		if e != "sqlite" && e != "postgres" {
+			return fmt.Errorf("unknown engine %q (sqlite or postgres)", e)
+		}
+	}
+	c := o.checkoutCfg
+	if c.shoppers < 1 || c.users < 1 || c.products < 1 || c.duration <= 0 || c.warmup < 0 || c.poll <= 0 ||
+		o.concurrency < 1 || o.duration <= 0 || o.pgbenchCfg.duration < time.Second {
+		return errors.New("counts must be at least 1, durations positive (pgbench's at least 1s)")
+	}
+	binary, err := filepath.Abs(o.binary)
+	if err != nil {
+		return err
+	}
+	usesPostgres := o.pgbench || (o.checkout && slices.Contains(o.engines, "postgres"))
+
+	fmt.Printf("# mercato benchmark\n\n")
+	fmt.Printf("- date: %s\n", time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("- machine: %d CPUs (%s), %s, %s/%s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if usesPostgres {
+		s, err := readPGSettings(ctx, o.postgresURL)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("- PostgreSQL %s at %s (synchronous_commit=%s, fsync=%s, shared_buffers=%s, max_connections=%s)\n",
+			s.version, redact(o.postgresURL), s.synchronousCommit, s.fsync, s.sharedBuffers, s.maxConnections)
+	}
+	fmt.Printf("- load average at start: %s\n", loadAverage())
+
+	var sum summary
+	if o.read {
+		r, err := readPart(ctx, binary, o)
+		if err != nil {
+			return fmt.Errorf("read part: %w", err)
+		}
+		sum.read = &r
+	}
+	if o.checkout {
+		for _, engine := range o.engines {
+			pg := ""
+			if engine == "postgres" {
+				pg = o.postgresURL
+			}
+			r, err := checkoutPart(ctx, binary, pg, o.checkoutCfg)
+			if err != nil {
+				return fmt.Errorf("checkout on %s: %w", engine, err)
+			}
+			sum.checkouts = append(sum.checkouts, r)
+		}
+	}
+	if o.pgbench {
+		fmt.Fprintf(os.Stderr, "bench: running pgbench\n")
+		r, err := runPgbench(ctx, o.pgbenchCfg)
+		if err != nil {
+			return fmt.Errorf("pgbench: %w", err)
+		}
+		printPgbench(r, o.pgbenchCfg)
+		sum.pgbench = &r
+	}
+	printSummary(sum)
+	fmt.Printf("\nload average at end: %s\n", loadAverage())
+	return nil
+}
+
+// benchEnv is added to every system's environment: no rate limits (the
+// load comes from one address and a few users) and a known administrator
+// password. The log level comes from -log-level: at the default, info,
+// every middleware is on, the gateway's access log included.
+var benchEnv = []string{
+	"MERCATO_RATE_LIMIT_RPS=0",
+	"MERCATO_LOGIN_RATE_PER_MIN=0",
+	"MERCATO_LOGIN_IP_RATE_PER_MIN=0",
+	"MERCATO_ADMIN_PASSWORD=" + adminPassword,
+}
+
+const (
+	adminEmail    = "admin@mercato.local"
+	adminPassword = "bench-admin-password"
+)
+
+// system is one `mercato up` on a fresh data directory and, for
+// PostgreSQL, fresh databases.
+type system struct {
+	cmd      *exec.Cmd
+	base     string
+	dataDir  string
+	logs     *syncBuffer
+	exited   chan struct{} // closed once mercato up has exited
+	term     func() error  // sends SIGTERM, once
+	ready    time.Duration
+	pgURL    string // the server, when the services keep their data in PostgreSQL
+	dbPrefix string
+}
+
+// startSystem starts `mercato up` and waits until the public API serves the
+// seeded catalog.
+func startSystem(ctx context.Context, binary, pgURL string) (*system, error) {
+	dataDir, err := os.MkdirTemp("", "mercato-bench-")
+	if err != nil {
+		return nil, err
+	}
+	addr, err := freeAddr(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &system{base: "http://" + addr, dataDir: dataDir, logs: &syncBuffer{}, pgURL: pgURL}
+	args := []string{"up", "--addr", addr, "--data", dataDir}
+	if pgURL != "" {
+		s.dbPrefix = uniqueName("bench_") + "_"
+		args = append(args, "--postgres", pgURL, "--db-prefix", s.dbPrefix)
+	}
+	// Cancelling ctx (Ctrl-C) stops the system gracefully, so that its
+	// databases can still be dropped. In a process group of its own it
+	// gets that one SIGTERM, not also the terminal's SIGINT: a second
+	// signal would make it stop at once.
+	s.cmd = exec.CommandContext(ctx, binary, args...)
+	s.term = sync.OnceValue(func() error { return s.cmd.Process.Signal(syscall.SIGTERM) })
+	s.cmd.Cancel = s.term
+	s.cmd.WaitDelay = 30 * time.Second
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.Env = append(os.Environ(), benchEnv...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	start := time.Now()
+	if err := s.cmd.Start(); err != nil {
+		_ = os.RemoveAll(dataDir)
+		return nil, fmt.Errorf("start mercato up: %w", err)
+	}
+	s.exited = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(s.exited) }()
+	if err := waitReady(ctx, s.base, s.exited, 60*time.Second); err != nil {
+		logs := s.logs.String()
+		_ = s.stop()
+		return nil, fmt.Errorf("%w\n%s", err, logs)
+	}
+	s.ready = time.Since(start)
+	return s, nil
+}
+
+// stop ends the system gracefully and removes everything it stored.
+func (s *system) stop() error {
+	select {
+	case <-s.exited:
+	default:
+		_ = s.term()
+		select {
+		case <-s.exited:
+		case <-time.After(30 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	}
+	err := os.RemoveAll(s.dataDir)
+	if s.pgURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err = errors.Join(err, dropDatabases(ctx, s.pgURL, s.dbPrefix))
+	}
+	return err
+}
+
+// syncBuffer collects the system's output; the launcher writes it from
+// several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// tail is the end of the output, at most n bytes.
+func (b *syncBuffer) tail(n int) string {
+	s := b.String()
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+type readResult struct {
+	ready     time.Duration
+	idle      time.Duration
+	memory    map[string]memory // per service
+	grpcMax   loadResult
+	grpcCPU   cpuReport
+	httpCPU   cpuReport
+	httpMax   loadResult
+	grpcHalf  loadResult
+	httpHalf  loadResult
+	clients   int
+	duration  time.Duration
+	gatewayOf float64 // gateway max / direct max
+}
+
+func readPart(ctx context.Context, binary string, o options) (r readResult, err error) {
+	fmt.Fprintf(os.Stderr, "bench: starting mercato up (SQLite) for the read part\n")
+	sys, err := startSystem(ctx, binary, "")
+	if err != nil {
+		return readResult{}, err
+	}
+	defer func() { err = errors.Join(err, sys.stop()) }()
+	r = readResult{ready: sys.ready, idle: o.idle, memory: map[string]memory{}, clients: o.concurrency, duration: o.duration}
+
+	time.Sleep(o.idle) // let the processes settle before reading their memory
+	children, err := childProcesses(sys.cmd.Process.Pid)
+	if err != nil {
+		return r, err
+	}
+	for name, p := range children {
+		r.memory[name] = p.memory
+	}
+	launcherMem := memoryOf(sys.cmd.Process.Pid)
+	productID, err := firstProductID(ctx, sys.base)
+	if err != nil {
+		return r, err
+	}
+	catalogAddr := children["catalog"].env["MERCATO_GRPC_ADDR"]
+	if catalogAddr == "" {
+		return r, errors.New("could not find catalog's gRPC address")
+	}
+
+	fmt.Printf("\n## Start-up and memory\n\n")
+	fmt.Printf("- `mercato up` ready (all processes ready, demo data seeded), SQLite: **%s**\n", r.ready.Round(time.Millisecond))
+	fmt.Printf("- idle memory per process after %s. RSS counts the pages of the one mercato binary (%.0f MB) that a process has touched; "+
+		"those are shared by every process, so private memory (anonymous pages: heap, stacks) and PSS (shared pages divided among their users) "+
+		"say what each process really adds:\n\n| process | RSS | private | PSS |\n|---|---|---|---|\n", o.idle, binarySize(binary))
+	names := make([]string, 0, len(children))
+	for name := range children {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		m := children[name].memory
+		fmt.Printf("| %s | %s | %s | %s |\n", name, mib(m.rssKiB), mib(m.anonKiB), mib(m.pssKiB))
+	}
+	fmt.Printf("| mercato up (launcher, embedded NATS) | %s | %s | %s |\n", mib(launcherMem.rssKiB), mib(launcherMem.anonKiB), mib(launcherMem.pssKiB))
+
+	fmt.Fprintf(os.Stderr, "bench: product reads, %s per run\n", o.duration)
+	grpcGet, closeGRPC, err := grpcGetProduct(catalogAddr, productID)
+	if err != nil {
+		return r, err
+	}
+	defer closeGRPC()
+	httpGet := httpGetProduct(sys.base+"/api/v1/products/"+productID, o.concurrency)
+
+	groups := serviceCPUGroups(sys.cmd.Process.Pid, children, false)
+	before := takeCPUSnapshot(groups)
+	r.grpcMax = closedLoop(grpcGet, o.concurrency, o.duration)
+	after := takeCPUSnapshot(groups)
+	r.grpcCPU = cpuBetween(groups, before, after)
+	before = takeCPUSnapshot(groups)
+	r.httpMax = closedLoop(httpGet, o.concurrency, o.duration)
+	after = takeCPUSnapshot(groups)
+	r.httpCPU = cpuBetween(groups, before, after)
+	r.grpcHalf = openLoop(grpcGet, r.grpcMax.rps/2, o.duration)
+	r.httpHalf = openLoop(httpGet, r.httpMax.rps/2, o.duration)
+	if r.grpcMax.rps > 0 {
+		r.gatewayOf = r.httpMax.rps / r.grpcMax.rps
+	}
+
+	fmt.Printf("\n## GET one product: gateway vs direct gRPC\n\n")
+	fmt.Printf("%d concurrent clients for the maximum; open-loop at half the maximum rate for latency; %s per run; rate limit off, all other middleware on.\n\n", o.concurrency, o.duration)
+	fmt.Printf("| path | max req/s | errors | p50 at half rate | p99 at half rate |\n|---|---|---|---|---|\n")
+	fmt.Printf("| catalog gRPC `GetProduct` | %.0f | %d | %s | %s |\n", r.grpcMax.rps, r.grpcMax.errors, r.grpcHalf.p50, r.grpcHalf.p99)
+	fmt.Printf("| gateway `GET /api/v1/products/{id}` | %.0f | %d | %s | %s |\n", r.httpMax.rps, r.httpMax.errors, r.httpHalf.p50, r.httpHalf.p99)
+	fmt.Printf("\ngateway / direct = **%.0f%%**\n", 100*r.gatewayOf)
+
+	fmt.Printf("\nCPU time during the maximum-throughput runs (every process shares the same %d CPUs), and per request:\n\n", runtime.NumCPU())
+	fmt.Printf("| process | gRPC run: share of the machine | µs per request | gateway run: share of the machine | µs per request |\n|---|---|---|---|---|\n")
+	grpcN := r.grpcMax.rps * r.grpcCPU.elapsed.Seconds()
+	httpN := r.httpMax.rps * r.httpCPU.elapsed.Seconds()
+	for i, g := range r.grpcCPU.groups {
+		h := r.httpCPU.groups[i]
+		if g.seconds < 0.05 && h.seconds < 0.05 {
+			continue // a service neither path involves
+		}
+		fmt.Printf("| %s | %.0f%% | %.0f | %.0f%% | %.0f |\n", g.name,
+			pct(g.seconds, r.grpcCPU.capacity), 1e6*g.seconds/grpcN, pct(h.seconds, r.httpCPU.capacity), 1e6*h.seconds/httpN)
+	}
+	fmt.Printf("| everything else on the machine | %.0f%% | | %.0f%% | |\n", pct(r.grpcCPU.other(), r.grpcCPU.capacity), pct(r.httpCPU.other(), r.httpCPU.capacity))
+	fmt.Printf("| idle | %.0f%% | | %.0f%% | |\n", pct(r.grpcCPU.capacity-r.grpcCPU.busy, r.grpcCPU.capacity), pct(r.httpCPU.capacity-r.httpCPU.busy, r.httpCPU.capacity))
+	return r, nil
+}
+
+func freeAddr(ctx context.Context) (string, error) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// waitReady polls until the gateway serves the product list, which needs
+// the gateway, identity's keys and catalog, and the demo data is seeded.
+// The launcher starts the gateway only once every service is ready.
+func waitReady(ctx context.Context, base string, exited <-chan struct{}, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	client := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errors.New("mercato up exited")
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/products?page_size=1", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			var body struct {
+				Products []json.RawMessage `json:"products"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && len(body.Products) > 0 {
+				return nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return errors.New("mercato up was not ready in time")
+}
+
+func firstProductID(ctx context.Context, base string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/products?page_size=1", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Products []struct {
+			ID string `json:"id"`
+		} `json:"products"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return "", fmt.Errorf("list products: %w", err)
+	}
+	if len(body.Products) == 0 {
+		return "", errors.New("no product to fetch")
+	}
+	return body.Products[0].ID, nil
+}
+
+type process struct {
+	pid    int
+	memory memory
+	env    map[string]string
+}
+
+// childProcesses finds the launcher's children (mercato serve <name>) in /proc.
+func childProcesses(parent int) (map[string]process, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]process{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 2 || fields[1] != strconv.Itoa(parent) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		if len(args) < 3 || args[1] != "serve" {
+			continue
+		}
+		m := memoryOf(pid)
+		out[args[2]] = process{pid: pid, memory: m, env: environ(pid)}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no service processes found")
+	}
+	return out, nil
+}
+
+// memory is a process's resident memory, in KiB.
+type memory struct {
+	rssKiB, anonKiB, pssKiB int
+}
+
+// memoryOf reads /proc/<pid>/smaps_rollup.
+func memoryOf(pid int) memory {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return memory{}
+	}
+	defer f.Close()
+	var m memory
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		k, v, ok := strings.Cut(s.Text(), ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		switch k {
+		case "Rss":
+			m.rssKiB = n
+		case "Anonymous":
+			m.anonKiB = n
+		case "Pss":
+			m.pssKiB = n
+		}
+	}
+	return m
+}
+
+func mib(kib int) string {
+	return fmt.Sprintf("%.1f MiB", float64(kib)/1024)
+}
+
+// binarySize is the size of the file at path, in MB.
+func binarySize(path string) float64 {
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return float64(info.Size()) / 1e6
+}
+
+func environ(pid int) map[string]string {
+	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(raw), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// cpuModel is the first "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown model"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown model"
+}
+
+// redact hides a password in a database URL before it is printed.
+func redact(rawURL string) string {
+	i := strings.Index(rawURL, "://")
+	at := strings.LastIndex(rawURL, "@")
+	if i < 0 || at < i {
+		return rawURL
+	}
+	creds := rawURL[i+3 : at]
+	if user, _, ok := strings.Cut(creds, ":"); ok {
+		return rawURL[:i+3] + user + ":***" + rawURL[at:]
+	}
+	return rawURL
+}

@@ -91,16 +91,14 @@ func (l *Launcher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	addrs, err := allocateAddrs(ctx, cfg.Addr, cfg.Services)
-	if err != nil {
-		return err
-	}
 	if cfg.PostgresURL != "" {
 		if err := checkPostgres(ctx, cfg.PostgresURL); err != nil {
 			return err
 		}
 	}
 
+	// The broker binds its port first, so the ports picked for the
+	// services below cannot collide with it.
 	broker, err := startBroker(ctx, filepath.Join(cfg.DataDir, "nats"))
 	if err != nil {
 		return err
@@ -109,11 +107,16 @@ func (l *Launcher) Run(ctx context.Context) error {
 		broker.Shutdown()
 		broker.WaitForShutdown()
 	}()
+	public, addrs, err := allocateAddrs(ctx, cfg.Addr, cfg.Services)
+	if err != nil {
+		return err
+	}
+	cfg.Addr = public
 	logger.InfoContext(ctx, "nats started", "url", broker.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"))
 
 	p := newPlan(cfg, broker.ClientURL(), addrs, password)
 	l.info = Info{
-		Addrs:      Addrs{Gateway: cfg.Addr, NATS: broker.ClientURL(), Services: addrs},
+		Addrs:      Addrs{Gateway: public, NATS: broker.ClientURL(), Services: addrs},
 		AdminEmail: cfg.AdminEmail, AdminPassword: password,
 		PIDs: map[string]int{},
 	}

@@ -71,9 +71,10 @@ func TestWithDefaults(t *testing.T) {
 }
 
 func TestAllocateAddrs(t *testing.T) {
-	public := freeAddr(t)
-	addrs, err := allocateAddrs(t.Context(), public, DefaultServices)
+	requested := freeAddr(t)
+	public, addrs, err := allocateAddrs(t.Context(), requested, DefaultServices)
 	require.NoError(t, err)
+	require.Equal(t, requested, public)
 	require.Len(t, addrs, len(DefaultServices))
 
 	seen := map[string]bool{public: true}
@@ -91,6 +92,19 @@ func TestAllocateAddrs(t *testing.T) {
 		l, err := net.Listen("tcp", a)
 		require.NoError(t, err, "address %s should be free", a)
 		require.NoError(t, l.Close())
+	}
+}
+
+func TestAllocateAddrsPicksAPublicPort(t *testing.T) {
+	public, addrs, err := allocateAddrs(t.Context(), "127.0.0.1:0", DefaultServices)
+	require.NoError(t, err)
+	host, port, err := net.SplitHostPort(public)
+	require.NoError(t, err)
+	require.Equal(t, loopback, host)
+	require.NotEqual(t, "0", port)
+	for _, a := range addrs {
+		require.NotEqual(t, public, a.GRPC)
+		require.NotEqual(t, public, a.HTTP)
 	}
 }
 
@@ -112,7 +126,7 @@ func TestAllocateAddrsPublicInUse(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close()
 
-	_, err = allocateAddrs(t.Context(), l.Addr().String(), DefaultServices)
+	_, _, err = allocateAddrs(t.Context(), l.Addr().String(), DefaultServices)
 	require.EqualError(t, err, "address "+l.Addr().String()+" is in use; pass --addr")
 }
 
@@ -396,7 +410,7 @@ func fakeConfig(t *testing.T, dir string, out io.Writer, modes map[string]string
 	}
 	return Config{
 		Services:      []string{Identity, "catalog", Gateway},
-		Addr:          freeAddr(t),
+		Addr:          "127.0.0.1:0",
 		DataDir:       dir,
 		AdminPassword: fakeAdminPassword,
 		Executable:    os.Args[0],
@@ -479,7 +493,9 @@ func TestRunStartsSeedsAndStops(t *testing.T) {
 	r.waitReady(t)
 
 	info := r.l.Info()
-	require.Equal(t, r.l.Config().Addr, info.Gateway)
+	// Asked for port 0, the gateway got a free one.
+	require.NotEqual(t, r.l.Config().Addr, info.Gateway)
+	require.NotContains(t, info.Gateway, ":0")
 	require.Equal(t, fakeAdminPassword, info.AdminPassword)
 	require.Positive(t, info.ReadyIn)
 	require.Len(t, info.PIDs, 3)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"syscall"
 )
 
@@ -48,8 +49,10 @@ func (a Addrs) GatewayURL() string {
 // for each service's gRPC and admin HTTP listener. Every listener is held
 // until all are picked, so no port is handed out twice; they are closed on
 // return for the children to bind. Another process could take a port in
-// between, which fails that child's start and is reported as such.
-func allocateAddrs(ctx context.Context, public string, services []string) (map[string]ServiceAddrs, error) {
+// between, which fails that child's start and is reported as such. A public
+// address with port 0 gets a free port too; the address returned first is
+// the one the gateway will listen on.
+func allocateAddrs(ctx context.Context, public string, services []string) (string, map[string]ServiceAddrs, error) {
 	var lc net.ListenConfig
 	held := make([]net.Listener, 0, 1+2*len(services))
 	defer func() {
@@ -61,11 +64,14 @@ func allocateAddrs(ctx context.Context, public string, services []string) (map[s
 	pub, err := lc.Listen(ctx, "tcp", public)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("address %s is in use; pass --addr", public)
+			return "", nil, fmt.Errorf("address %s is in use; pass --addr", public)
 		}
-		return nil, fmt.Errorf("listen on %s: %w", public, err)
+		return "", nil, fmt.Errorf("listen on %s: %w", public, err)
 	}
 	held = append(held, pub)
+	if host, port, err := net.SplitHostPort(public); err == nil && port == "0" {
+		public = net.JoinHostPort(host, strconv.Itoa(pub.Addr().(*net.TCPAddr).Port))
+	}
 
 	pick := func() (string, error) {
 		l, err := lc.Listen(ctx, "tcp", net.JoinHostPort(loopback, "0"))
@@ -79,13 +85,13 @@ func allocateAddrs(ctx context.Context, public string, services []string) (map[s
 	for _, name := range services {
 		grpcAddr, err := pick()
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		httpAddr, err := pick()
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		addrs[name] = ServiceAddrs{GRPC: grpcAddr, HTTP: httpAddr}
 	}
-	return addrs, nil
+	return public, addrs, nil
 }

@@ -223,7 +223,7 @@ func TestUpExplainsWhyItCannotStart(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Equal(t, "mercato: address "+busy.Addr().String()+" is in use; pass --addr\n", out)
 
-	code, out = runUp(t, "--addr", freeAddr(t), "--postgres", "postgres://postgres:wrong@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=2")
+	code, out = runUp(t, "--addr", "127.0.0.1:0", "--postgres", "postgres://postgres:wrong@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=2")
 	require.Equal(t, 1, code)
 	require.Contains(t, out, "mercato: cannot reach PostgreSQL at postgres://postgres:xxxxx@127.0.0.1:1/postgres")
 	require.NotContains(t, out, "wrong", "the password is not printed")

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -65,13 +64,7 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
+var bannerAPI = regexp.MustCompile(`(?m)^\s+API\s+(\S+)$`)
 
 var bannerPassword = regexp.MustCompile(`(?m)^\s+Password\s+(\S+)$`)
 
@@ -82,8 +75,8 @@ func startSystem(t *testing.T, opts options) *system {
 	if opts.dataDir == "" {
 		opts.dataDir = t.TempDir()
 	}
-	addr := freeAddr(t)
-	args := []string{"up", "--addr", addr, "--data", opts.dataDir}
+	// Port 0: the launcher picks a free port and prints it in the banner.
+	args := []string{"up", "--addr", "127.0.0.1:0", "--data", opts.dataDir}
 	if opts.postgres != "" {
 		args = append(args, "--postgres", opts.postgres, "--db-prefix", opts.dbPrefix)
 	}
@@ -102,7 +95,7 @@ func startSystem(t *testing.T, opts options) *system {
 	require.NoError(t, cmd.Start())
 
 	s := &system{
-		api:        api{base: "http://" + addr, client: &http.Client{Timeout: 15 * time.Second}},
+		api:        api{client: &http.Client{Timeout: 15 * time.Second}},
 		cmd:        cmd,
 		out:        out,
 		exited:     make(chan struct{}),
@@ -129,6 +122,9 @@ func startSystem(t *testing.T, opts options) *system {
 		}
 		require.True(t, time.Now().Before(deadline), "no banner after %s:\n%s", startTimeout, out.String())
 	}
+	api := bannerAPI.FindStringSubmatch(out.String())
+	require.NotNil(t, api, "the banner shows the API URL:\n%s", out.String())
+	s.base = api[1]
 	resp, err := s.client.Get(s.base + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()

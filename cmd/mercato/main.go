@@ -235,8 +235,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signalContext()
 	defer stop()
 
+	// Log lines are batched (at most logFlushDelay) so that a busy
+	// service does not pay a write(2) per line; warnings and errors are
+	// written at once, and whatever waits is written before exit.
+	logOut := observability.NewLogBuffer(stdout, logFlushDelay, logBufferSize)
+	defer func() { _ = logOut.Close() }()
 	var logged atomic.Bool
-	logger := observability.NewLogger(stdout, name, level)
+	logger := observability.NewLogger(logOut, name, level)
 	logger = slog.New(noticeHandler{Handler: logger.Handler(), logged: &logged})
 	shutdownTracing, err := observability.SetupTracing(ctx, name)
 	if err != nil {
@@ -262,6 +267,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 }
+
+// How long and how much a service's log lines may wait before they are
+// written; a person reading the log cannot tell 50 ms.
+const (
+	logFlushDelay = 50 * time.Millisecond
+	logBufferSize = 32 << 10
+)
 
 func runMigrate(args []string, stdout, stderr io.Writer) int {
 	name, svc, code := serviceArg("migrate", args, stdout, stderr)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
@@ -139,8 +138,7 @@ func dialUpstreams(targets map[string]string, reg prometheus.Registerer) (*upstr
 			// grpc-go's default enforcement policy, which answers idle
 			// pings with GOAWAY.
 			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-			grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithPropagators(propagator))),
-			grpc.WithChainUnaryInterceptor(markUpstreamCall, metrics.UnaryClientInterceptor()),
+			grpc.WithChainUnaryInterceptor(markUpstreamCall, observability.UnaryClientTracing(propagator), metrics.UnaryClientInterceptor()),
 			grpc.WithUserAgent("mercato-gateway"),
 		)
 		if err != nil {

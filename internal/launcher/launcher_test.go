@@ -269,8 +269,15 @@ func TestLineWriterNeverInterleavesLines(t *testing.T) {
 	wg.Wait()
 
 	next := map[string]int{}
-	require.Len(t, rec.writes, linesPerWriter*len(names))
-	for _, got := range rec.writes {
+	var lines []string
+	for _, w := range rec.writes {
+		require.True(t, strings.HasSuffix(w, "\n"), "write %q ends mid-line", w)
+		for l := range strings.Lines(w) {
+			lines = append(lines, l)
+		}
+	}
+	require.Len(t, lines, linesPerWriter*len(names))
+	for _, got := range lines {
 		prefix, body, ok := strings.Cut(got, " | ")
 		require.True(t, ok, "write %q has no prefix", got)
 		name := strings.TrimSpace(prefix)
@@ -285,6 +292,15 @@ func TestLineWriterNeverInterleavesLines(t *testing.T) {
 		require.Equal(t, next[name], line.Seq, "lines of %s out of order", name)
 		next[name]++
 	}
+}
+
+func TestLineWriterWritesAChunkOfLinesAtOnce(t *testing.T) {
+	rec := &writeRecorder{}
+	sink := newLogSink(rec, false, []string{"gateway"})
+	w := sink.writer("gateway")
+	_, _ = w.Write([]byte("one\ntwo\nthree\nfour, cut"))
+	_, _ = w.Write([]byte(" here\n"))
+	require.Equal(t, []string{"gateway | one\ngateway | two\ngateway | three\n", "gateway | four, cut here\n"}, rec.writes)
 }
 
 func TestLineWriterFlushAndLongLines(t *testing.T) {

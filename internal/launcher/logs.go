@@ -54,12 +54,19 @@ func (s *logSink) print(text string) {
 }
 
 func (s *logSink) line(prefix, line []byte) {
-	line = bytes.TrimSuffix(line, []byte("\r"))
-	buf := make([]byte, 0, len(prefix)+len(line)+1)
-	buf = append(append(append(buf, prefix...), line...), '\n')
+	s.write(appendLine(nil, prefix, line))
+}
+
+// write puts buf, whole lines, on the output in one Write.
+func (s *logSink) write(buf []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, _ = s.out.Write(buf)
+}
+
+func appendLine(buf, prefix, line []byte) []byte {
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return append(append(append(buf, prefix...), line...), '\n')
 }
 
 // lineWriter is an io.Writer for one stream of one process (a child's
@@ -71,30 +78,41 @@ type lineWriter struct {
 	prefix []byte
 
 	mu  sync.Mutex
-	buf []byte
+	buf []byte // the partial line waiting for its newline
+	out []byte // reused for the prefixed lines of one Write
 }
 
 func (s *logSink) writer(name string) *lineWriter {
 	return &lineWriter{sink: s, prefix: s.prefix(name)}
 }
 
-// Write never fails: losing log lines must not stop a process.
+// Write never fails: losing log lines must not stop a process. The whole
+// lines of one Write (a read from the child's pipe, often many lines) go
+// to the sink in one Write, still each whole and in order.
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
+	out := w.out[:0]
 	start := 0
 	for {
 		i := bytes.IndexByte(w.buf[start:], '\n')
 		if i < 0 {
 			break
 		}
-		w.sink.line(w.prefix, w.buf[start:start+i])
+		out = appendLine(out, w.prefix, w.buf[start:start+i])
 		start += i + 1
 	}
 	for len(w.buf)-start >= maxLine {
-		w.sink.line(w.prefix, w.buf[start:start+maxLine])
+		out = appendLine(out, w.prefix, w.buf[start:start+maxLine])
 		start += maxLine
+	}
+	if len(out) > 0 {
+		w.sink.write(out)
+	}
+	w.out = out[:0]
+	if cap(w.out) > 4*maxLine {
+		w.out = nil // a burst should not pin a large buffer
 	}
 	w.buf = w.buf[:copy(w.buf, w.buf[start:])]
 	return len(p), nil

@@ -156,7 +156,7 @@ func checkoutPart(ctx context.Context, binary, pgURL string, cfg checkoutConfig)
 	}
 	printCheckout(res)
 	if len(res.outcomes) > 0 {
-		fmt.Fprintf(os.Stderr, "bench: not every checkout was confirmed; end of the system's log:\n%s\n", sys.logs.tail(4000))
+		fmt.Fprintf(os.Stderr, "bench: not every checkout was confirmed; end of the system's log:\n%s\n", sys.tail(4000))
 	}
 	return res, nil
 }

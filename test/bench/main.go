@@ -58,6 +58,7 @@ type options struct {
 	duration    time.Duration
 	concurrency int
 	idle        time.Duration
+	wrk         string
 
 	// checkout part
 	checkoutCfg checkoutConfig
@@ -94,6 +95,7 @@ func main() {
 	flag.IntVar(&o.pgbenchCfg.clients, "pgbench-clients", 8, "pgbench -c")
 	flag.IntVar(&o.pgbenchCfg.threads, "pgbench-threads", 2, "pgbench -j")
 	flag.DurationVar(&o.pgbenchCfg.duration, "pgbench-duration", 20*time.Second, "pgbench -T")
+	flag.StringVar(&o.wrk, "wrk", "wrk", "wrk executable for the gateway's maximum rate (Debian package wrk); when not found, Go's HTTP client is used")
 	logLevel := flag.String("log-level", "info", "LOG_LEVEL of the system under test (info keeps the gateway's access log on)")
 	flag.Parse()
 	benchEnv = append(benchEnv, "LOG_LEVEL="+*logLevel)
@@ -211,7 +213,7 @@ type system struct {
 	cmd      *exec.Cmd
 	base     string
 	dataDir  string
-	logs     *syncBuffer
+	logs     *os.File      // the system's output, written by the launcher itself
 	exited   chan struct{} // closed once mercato up has exited
 	term     func() error  // sends SIGTERM, once
 	ready    time.Duration
@@ -230,7 +232,14 @@ func startSystem(ctx context.Context, binary, pgURL string) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &system{base: "http://" + addr, dataDir: dataDir, logs: &syncBuffer{}, pgURL: pgURL}
+	// The system writes its log straight to a file: relaying thousands of
+	// lines a second through this process would charge the load generator
+	// for them.
+	logs, err := os.CreateTemp("", "mercato-bench-*.log")
+	if err != nil {
+		return nil, err
+	}
+	s := &system{base: "http://" + addr, dataDir: dataDir, logs: logs, pgURL: pgURL}
 	args := []string{"up", "--addr", addr, "--data", dataDir}
 	if pgURL != "" {
 		s.dbPrefix = uniqueName("bench_") + "_"
@@ -250,12 +259,14 @@ func startSystem(ctx context.Context, binary, pgURL string) (*system, error) {
 	start := time.Now()
 	if err := s.cmd.Start(); err != nil {
 		_ = os.RemoveAll(dataDir)
+		_ = logs.Close()
+		_ = os.Remove(logs.Name())
 		return nil, fmt.Errorf("start mercato up: %w", err)
 	}
 	s.exited = make(chan struct{})
 	go func() { _ = s.cmd.Wait(); close(s.exited) }()
 	if err := waitReady(ctx, s.base, s.exited, 60*time.Second); err != nil {
-		logs := s.logs.String()
+		logs := s.tail(8000)
 		_ = s.stop()
 		return nil, fmt.Errorf("%w\n%s", err, logs)
 	}
@@ -276,7 +287,7 @@ func (s *system) stop() error {
 			<-s.exited
 		}
 	}
-	err := os.RemoveAll(s.dataDir)
+	err := errors.Join(os.RemoveAll(s.dataDir), s.logs.Close(), os.Remove(s.logs.Name()))
 	if s.pgURL != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -285,32 +296,20 @@ func (s *system) stop() error {
 	return err
 }
 
-// syncBuffer collects the system's output; the launcher writes it from
-// several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// tail is the end of the output, at most n bytes.
-func (b *syncBuffer) tail(n int) string {
-	s := b.String()
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
+// tail is the end of the system's output, at most n bytes.
+func (s *system) tail(n int64) string {
+	info, err := s.logs.Stat()
+	if err != nil {
+		return err.Error()
 	}
-	return s
+	off := max(0, info.Size()-n)
+	buf := make([]byte, info.Size()-off)
+	k, _ := s.logs.ReadAt(buf, off)
+	out := string(buf[:k])
+	if off > 0 {
+		out = "…" + out
+	}
+	return out
 }
 
 type readResult struct {
@@ -326,6 +325,7 @@ type readResult struct {
 	clients   int
 	duration  time.Duration
 	gatewayOf float64 // gateway max / direct max
+	loadTool  string  // what drove the gateway's maximum-rate run
 }
 
 func readPart(ctx context.Context, binary string, o options) (r readResult, err error) {
@@ -379,13 +379,27 @@ func readPart(ctx context.Context, binary string, o options) (r readResult, err 
 	defer closeGRPC()
 	httpGet := httpGetProduct(sys.base+"/api/v1/products/"+productID, o.concurrency)
 
+	r.loadTool = "Go's net/http client"
+	wrkPath, err := exec.LookPath(o.wrk)
+	if err == nil {
+		r.loadTool = "wrk"
+	} else {
+		fmt.Fprintf(os.Stderr, "bench: %s not found (apt-get install wrk); measuring the gateway's maximum with Go's HTTP client, which costs more CPU per request\n", o.wrk)
+	}
 	groups := serviceCPUGroups(sys.cmd.Process.Pid, children, false)
 	before := takeCPUSnapshot(groups)
 	r.grpcMax = closedLoop(grpcGet, o.concurrency, o.duration)
 	after := takeCPUSnapshot(groups)
 	r.grpcCPU = cpuBetween(groups, before, after)
 	before = takeCPUSnapshot(groups)
-	r.httpMax = closedLoop(httpGet, o.concurrency, o.duration)
+	if r.loadTool == "wrk" {
+		r.httpMax, err = wrkMax(ctx, wrkPath, sys.base+"/api/v1/products/"+productID, o.concurrency, o.duration)
+		if err != nil {
+			return r, err
+		}
+	} else {
+		r.httpMax = closedLoop(httpGet, o.concurrency, o.duration)
+	}
 	after = takeCPUSnapshot(groups)
 	r.httpCPU = cpuBetween(groups, before, after)
 	r.grpcHalf = openLoop(grpcGet, r.grpcMax.rps/2, o.duration)
@@ -395,7 +409,8 @@ func readPart(ctx context.Context, binary string, o options) (r readResult, err 
 	}
 
 	fmt.Printf("\n## GET one product: gateway vs direct gRPC\n\n")
-	fmt.Printf("%d concurrent clients for the maximum; open-loop at half the maximum rate for latency; %s per run; rate limit off, all other middleware on.\n\n", o.concurrency, o.duration)
+	fmt.Printf("%d concurrent clients for the maximum (gRPC: grpc-go over one connection; HTTP: %s over keep-alive connections); "+
+		"open-loop at half the maximum rate for latency (Go clients); %s per run; rate limit off, all other middleware on.\n\n", o.concurrency, r.loadTool, o.duration)
 	fmt.Printf("| path | max req/s | errors | p50 at half rate | p99 at half rate |\n|---|---|---|---|---|\n")
 	fmt.Printf("| catalog gRPC `GetProduct` | %.0f | %d | %s | %s |\n", r.grpcMax.rps, r.grpcMax.errors, r.grpcHalf.p50, r.grpcHalf.p99)
 	fmt.Printf("| gateway `GET /api/v1/products/{id}` | %.0f | %d | %s | %s |\n", r.httpMax.rps, r.httpMax.errors, r.httpHalf.p50, r.httpHalf.p99)

@@ -26,14 +26,21 @@ func RequestID(ctx context.Context) string {
 
 // NewLogger returns a JSON logger that stamps every record with the service
 // name and, when the context has them, the request id and trace id. Log with
-// the *Context methods so these can be found.
+// the *Context methods so these can be found. When w buffers (a LogBuffer),
+// a record at warning level or above is flushed at once.
 func NewLogger(w io.Writer, service string, level slog.Leveler) *slog.Logger {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
-	return slog.New(contextHandler{Handler: h}).With("service", service)
+	f, _ := w.(flusher)
+	return slog.New(contextHandler{Handler: h, flush: f}).With("service", service)
 }
 
+type flusher interface{ Flush() error }
+
 // contextHandler adds request_id and trace_id from the record's context.
-type contextHandler struct{ slog.Handler }
+type contextHandler struct {
+	slog.Handler
+	flush flusher
+}
 
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
@@ -42,13 +49,17 @@ func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
 	}
-	return h.Handler.Handle(ctx, r)
+	err := h.Handler.Handle(ctx, r)
+	if h.flush != nil && r.Level >= slog.LevelWarn {
+		_ = h.flush.Flush()
+	}
+	return err
 }
 
 func (h contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return contextHandler{Handler: h.Handler.WithAttrs(attrs)}
+	return contextHandler{Handler: h.Handler.WithAttrs(attrs), flush: h.flush}
 }
 
 func (h contextHandler) WithGroup(name string) slog.Handler {
-	return contextHandler{Handler: h.Handler.WithGroup(name)}
+	return contextHandler{Handler: h.Handler.WithGroup(name), flush: h.flush}
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -96,6 +95,7 @@ func Dial(name, target string, opts Options) (*grpc.ClientConn, error) {
 	interceptors := []grpc.UnaryClientInterceptor{
 		propagateRequestID,
 		deadline(opts.Timeout),
+		observability.UnaryClientTracing(nil),
 	}
 	if opts.Registerer != nil {
 		interceptors = append(interceptors, observability.NewGRPCClientMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"target": name}, opts.Registerer)).UnaryClientInterceptor())
@@ -107,7 +107,6 @@ func Dial(name, target string, opts Options) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
 		grpc.WithChainUnaryInterceptor(interceptors...),
 	)
 	if err != nil {

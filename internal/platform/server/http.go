@@ -238,6 +238,7 @@ func (s *HTTPServer) Run(ctx context.Context, components ...Component) error {
 		stopComponents()
 		return nil
 	})
+	releaseStartupMemory()
 	s.log.InfoContext(ctx, "serving", "addr", s.Addr(), "admin_addr", s.AdminAddr())
 	err := g.Wait()
 	if err == nil {

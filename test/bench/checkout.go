@@ -196,6 +196,9 @@ func registerUsers(ctx context.Context, client api, n int) ([]string, error) {
 // serviceCPUGroups are the processes whose CPU time a run reports: each
 // service, the launcher (which embeds NATS), this program, and PostgreSQL
 // when the services use it.
+// loadGeneratorGroup is this program, and wrk when it drives the load.
+const loadGeneratorGroup = "load generator (this program, and wrk)"
+
 func serviceCPUGroups(launcher int, children map[string]process, withPostgres bool) []cpuGroup {
 	names := make([]string, 0, len(children))
 	for name := range children {
@@ -209,7 +212,7 @@ func serviceCPUGroups(launcher int, children map[string]process, withPostgres bo
 	}
 	groups = append(groups,
 		cpuGroup{name: "mercato up (launcher, embedded NATS)", pids: func() []int { return []int{launcher} }},
-		cpuGroup{name: "load generator (this program)", pids: func() []int { return []int{os.Getpid()} }})
+		cpuGroup{name: loadGeneratorGroup, pids: func() []int { return []int{os.Getpid()} }})
 	if withPostgres {
 		groups = append(groups, cpuGroup{name: "PostgreSQL (all its processes)", pids: func() []int { return pidsNamed("postgres") }})
 	}

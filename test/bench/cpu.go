@@ -76,6 +76,27 @@ func cpuBetween(groups []cpuGroup, from, to cpuSnapshot) cpuReport {
 	return r
 }
 
+// plus adds o's times to r's; both must have the same groups.
+func (r cpuReport) plus(o cpuReport) cpuReport {
+	if r.groups == nil {
+		return o
+	}
+	sum := cpuReport{elapsed: r.elapsed + o.elapsed, busy: r.busy + o.busy, capacity: r.capacity + o.capacity}
+	for i, g := range r.groups {
+		sum.groups = append(sum.groups, cpuUse{name: g.name, seconds: g.seconds + o.groups[i].seconds})
+	}
+	return sum
+}
+
+// charge adds seconds of CPU time to the group called name.
+func (r cpuReport) charge(name string, seconds float64) {
+	for i := range r.groups {
+		if r.groups[i].name == name {
+			r.groups[i].seconds += seconds
+		}
+	}
+}
+
 // other is the machine's CPU time that no group accounts for.
 func (r cpuReport) other() float64 {
 	var accounted float64

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,4 +162,14 @@ func httpGetProduct(url string, clients int) request {
 		}
 		return nil
 	}
+}
+
+// median of rates (the upper one of the middle two for an even count).
+func median(rates []float64) float64 {
+	if len(rates) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(rates)
+	slices.Sort(sorted)
+	return sorted[len(sorted)/2]
 }

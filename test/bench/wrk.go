@@ -22,20 +22,23 @@ var (
 // clients keep-alive connections for d. wrk, written in C around epoll,
 // costs a fraction of the CPU per request of Go's HTTP client, so more of
 // the machine is left to the gateway and catalog, as with gRPC's client.
-func wrkMax(ctx context.Context, binary, url string, clients int, d time.Duration) (loadResult, error) {
+//
+// It also returns the CPU time wrk used.
+func wrkMax(ctx context.Context, binary, url string, clients int, d time.Duration) (loadResult, time.Duration, error) {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	cmd := exec.CommandContext(ctx, binary, "-t1", "-c"+strconv.Itoa(clients), "-d"+strconv.Itoa(secs)+"s", url)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return loadResult{}, fmt.Errorf("wrk: %w\n%s", err, out)
+		return loadResult{}, 0, fmt.Errorf("wrk: %w\n%s", err, out)
 	}
+	used := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	m := wrkRate.FindSubmatch(out)
 	if m == nil || wrkRequests.FindSubmatch(out) == nil {
-		return loadResult{}, fmt.Errorf("wrk printed no request rate:\n%s", out)
+		return loadResult{}, 0, fmt.Errorf("wrk printed no request rate:\n%s", out)
 	}
 	r := loadResult{}
 	if r.rps, err = strconv.ParseFloat(string(m[1]), 64); err != nil {
-		return loadResult{}, fmt.Errorf("wrk rate %q: %w", m[1], err)
+		return loadResult{}, 0, fmt.Errorf("wrk rate %q: %w", m[1], err)
 	}
 	if m := wrkNon2xx.FindSubmatch(out); m != nil {
 		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
@@ -47,5 +50,5 @@ func wrkMax(ctx context.Context, binary, url string, clients int, d time.Duratio
 			r.errors += n
 		}
 	}
-	return r, nil
+	return r, used, nil
 }

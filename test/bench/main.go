@@ -64,6 +64,7 @@ type options struct {
 	idle        time.Duration
 	wrk         string
 	rounds      int
+	bare        bool
 
 	// checkout part
 	checkoutCfg checkoutConfig
@@ -73,6 +74,13 @@ type options struct {
 }
 
 func main() {
+	if spec := os.Getenv(bareEnv); spec != "" {
+		if err := serveBare(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: bare gateway:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	var engines string
 	flag.StringVar(&o.binary, "binary", "bin/mercato", "path to the built mercato binary")
@@ -100,6 +108,7 @@ func main() {
 	flag.IntVar(&o.pgbenchCfg.clients, "pgbench-clients", 8, "pgbench -c")
 	flag.IntVar(&o.pgbenchCfg.threads, "pgbench-threads", 2, "pgbench -j")
 	flag.DurationVar(&o.pgbenchCfg.duration, "pgbench-duration", 20*time.Second, "pgbench -T")
+	flag.BoolVar(&o.bare, "bare", false, "also measure bare grpc-gateway (no middleware) in front of catalog, as a reference for the gateway's own cost")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the two maximum-rate runs, taking turns; the medians are reported")
 	flag.StringVar(&o.wrk, "wrk", "wrk", "wrk executable for the gateway's maximum rate (Debian package wrk); when not found, Go's HTTP client is used")
 	logLevel := flag.String("log-level", "info", "LOG_LEVEL of the system under test (info keeps the gateway's access log on)")
@@ -342,7 +351,8 @@ type readResult struct {
 	grpcRates, httpRates     map[int][]float64 // by concurrency
 	grpcClients, httpClients int               // the concurrency of each maximum
 	grpcN, httpN             float64
-	loadTool                 string // what drove the gateway's maximum-rate run
+	bareRates                map[int][]float64 // the bare grpc-gateway reference, when measured
+	loadTool                 string            // what drove the gateway's maximum-rate run
 }
 
 func readPart(ctx context.Context, binary string, o options) (r readResult, err error) {
@@ -409,6 +419,16 @@ func readPart(ctx context.Context, binary string, o options) (r readResult, err 
 	// one. For each path, the maximum is its best concurrency's median.
 	grpcRates := map[int][]float64{}
 	httpRates := map[int][]float64{}
+	r.bareRates = map[int][]float64{}
+	var bareURL string
+	if o.bare {
+		base, stopBare, err := startBare(ctx, catalogAddr, productID)
+		if err != nil {
+			return r, err
+		}
+		defer stopBare()
+		bareURL = base + "/api/v1/products/" + productID
+	}
 	for round := range o.rounds {
 		for _, clients := range o.concurrency {
 			fmt.Fprintf(os.Stderr, "bench: round %d of %d, %d clients\n", round+1, o.rounds, clients)
@@ -437,6 +457,18 @@ func readPart(ctx context.Context, binary string, o options) (r readResult, err 
 			r.httpN += res.rps * after.at.Sub(before.at).Seconds()
 			r.httpMax.errors += res.errors
 			httpRates[clients] = append(httpRates[clients], res.rps)
+
+			if bareURL != "" {
+				if r.loadTool == "wrk" {
+					res, _, err = wrkMax(ctx, wrkPath, bareURL, clients, o.duration)
+					if err != nil {
+						return r, err
+					}
+				} else {
+					res = closedLoop(httpGetProduct(bareURL, clients), clients, o.duration)
+				}
+				r.bareRates[clients] = append(r.bareRates[clients], res.rps)
+			}
 		}
 	}
 	r.grpcRates, r.httpRates = grpcRates, httpRates
@@ -458,14 +490,29 @@ func readPart(ctx context.Context, binary string, o options) (r readResult, err 
 	fmt.Printf("Maximum: closed loops of %s concurrent clients (gRPC: grpc-go over one connection; HTTP: %s over keep-alive connections), "+
 		"%d rounds in which the two paths take turns at every concurrency, %s per run; each path's maximum is the median of its best concurrency. "+
 		"Latency: open loop at half that rate (Go clients). Rate limit off, all other middleware on.\n\n", intList(o.concurrency), r.loadTool, o.rounds, o.duration)
-	fmt.Printf("| clients | gRPC req/s, every round | median | gateway req/s, every round | median |\n|---|---|---|---|---|\n")
+	if o.bare {
+		fmt.Printf("| clients | gRPC req/s, every round | median | gateway req/s, every round | median | bare grpc-gateway req/s, every round | median |\n|---|---|---|---|---|---|---|\n")
+	} else {
+		fmt.Printf("| clients | gRPC req/s, every round | median | gateway req/s, every round | median |\n|---|---|---|---|---|\n")
+	}
+	var bareMax float64
 	for _, clients := range o.concurrency {
-		fmt.Printf("| %d | %s | %.0f | %s | %.0f |\n", clients, rateList(grpcRates[clients]), median(grpcRates[clients]), rateList(httpRates[clients]), median(httpRates[clients]))
+		fmt.Printf("| %d | %s | %.0f | %s | %.0f |", clients, rateList(grpcRates[clients]), median(grpcRates[clients]), rateList(httpRates[clients]), median(httpRates[clients]))
+		if o.bare {
+			m := median(r.bareRates[clients])
+			bareMax = max(bareMax, m)
+			fmt.Printf(" %s | %.0f |", rateList(r.bareRates[clients]), m)
+		}
+		fmt.Println()
 	}
 	fmt.Printf("\n| path | max req/s | at clients | errors | p50 at half rate | p99 at half rate |\n|---|---|---|---|---|---|\n")
 	fmt.Printf("| catalog gRPC `GetProduct` | %.0f | %d | %d | %s | %s |\n", r.grpcMax.rps, r.grpcClients, r.grpcMax.errors, r.grpcHalf.p50, r.grpcHalf.p99)
 	fmt.Printf("| gateway `GET /api/v1/products/{id}` | %.0f | %d | %d | %s | %s |\n", r.httpMax.rps, r.httpClients, r.httpMax.errors, r.httpHalf.p50, r.httpHalf.p99)
 	fmt.Printf("\ngateway / direct = **%.0f%%**\n", 100*r.gatewayOf)
+	if o.bare && r.grpcMax.rps > 0 {
+		fmt.Printf("\nReference: bare grpc-gateway (its defaults in front of the same catalog: no middleware, logs, metrics, tracing, deadline or retries), "+
+			"best median %.0f req/s = %.0f%% of direct; the gateway reaches %.0f%% of it.\n", bareMax, 100*bareMax/r.grpcMax.rps, 100*r.httpMax.rps/max(bareMax, 1))
+	}
 
 	fmt.Printf("\nCPU time during the maximum-throughput runs (every process shares the same %d CPUs), and per request:\n\n", runtime.NumCPU())
 	fmt.Printf("| process | gRPC run: share of the machine | µs per request | gateway run: share of the machine | µs per request |\n|---|---|---|---|---|\n")

@@ -80,7 +80,12 @@ func startBare(ctx context.Context, catalogAddr, productID string) (base string,
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		resp, err := client.Get(base + "/api/v1/products/" + productID)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/products/"+productID, nil)
+		if err != nil {
+			stop()
+			return "", nil, err
+		}
+		resp, err := client.Do(req)
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

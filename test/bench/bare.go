@@ -94,7 +94,7 @@ func startBare(ctx context.Context, catalogAddr, productID string) (base string,
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", nil, fmt.Errorf("the bare gateway at %s did not serve the product (last error: %v)", addr, err)
+			return "", nil, fmt.Errorf("the bare gateway at %s did not serve the product (last error: %w)", addr, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -120,8 +120,7 @@ func (s *GRPCServer) DeleteProduct(ctx context.Context, req *catalogv1.DeletePro
 }
 
 func ifMatch(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	return strings.TrimSpace(strings.Join(md.Get(IfMatchKey), ", "))
+	return strings.TrimSpace(strings.Join(metadata.ValueFromIncomingContext(ctx, IfMatchKey), ", "))
 }
 
 // setCurrentETag tells a client whose If-Match failed which version is

@@ -49,11 +49,8 @@ func isInfrastructure(method string) bool {
 }
 
 func tokenFromMetadata(ctx context.Context) string {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return ""
-	}
-	for _, v := range md.Get("authorization") {
+	// One key, read without copying the whole metadata map.
+	for _, v := range metadata.ValueFromIncomingContext(ctx, "authorization") {
 		if t, ok := BearerToken(v); ok {
 			return t
 		}

@@ -76,11 +76,11 @@ func ErrorMapping(logger *slog.Logger) grpc.UnaryServerInterceptor {
 // RequestIDHeader is the metadata key (and HTTP header) carrying the request id.
 const RequestIDHeader = "x-request-id"
 
+// requestIDUnary reads one key with ValueFromIncomingContext, which unlike
+// FromIncomingContext does not copy the whole metadata map on every call.
 func requestIDUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if ids := md.Get(RequestIDHeader); len(ids) > 0 && ids[0] != "" {
-			ctx = observability.WithRequestID(ctx, ids[0])
-		}
+	if ids := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(ids) > 0 && ids[0] != "" {
+		ctx = observability.WithRequestID(ctx, ids[0])
 	}
 	return handler(ctx, req)
 }

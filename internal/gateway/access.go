@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -95,6 +96,12 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		p, err := g.verifier.Verify(ctx, token)
+		if errors.Is(err, auth.ErrKeysUnavailable) {
+			g.log.WarnContext(ctx, "access token not checked: signing keys unavailable", "error", err.Error())
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, r, http.StatusServiceUnavailable, auth.ErrKeysUnavailable.Error())
+			return
+		}
 		if err != nil {
 			g.log.InfoContext(ctx, "access token rejected", "reason", err.Error())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mercato", error="invalid_token"`)

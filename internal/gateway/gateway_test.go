@@ -420,6 +420,23 @@ func TestTokensFromJWKS(t *testing.T) {
 	require.Eventually(t, func() bool { return tg.admin(t, "/readyz") == "200\nready\n" }, 10*time.Second, 20*time.Millisecond)
 }
 
+func TestTokensWhileTheIssuerIsDownAskToRetry(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "identity is restarting", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	tg := startGateway(t, func(c *Config) {
+		c.Keys = nil
+		c.JWKSURL = srv.URL + "/.well-known/jwks.json"
+	})
+
+	resp, body := tg.do(t, http.MethodGet, "/api/v1/me", nil, bearer(tg.issuer.Token("u-1", auth.RoleCustomer)))
+	p := requireProblem(t, resp, body, http.StatusServiceUnavailable)
+	require.Equal(t, auth.ErrKeysUnavailable.Error(), p.Detail)
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
+	require.Zero(t, tg.identity.callCount(), "nothing reached the service")
+}
+
 func TestRequestIDIsEchoedAndForwarded(t *testing.T) {
 	tg := startGateway(t, nil)
 

@@ -60,6 +60,10 @@ var (
 	ErrInvalidToken = apperr.New(apperr.Unauthenticated, "invalid or expired access token")
 	ErrForbidden    = apperr.New(apperr.Forbidden, "admin role required")
 	ErrNotService   = apperr.New(apperr.Forbidden, "only mercato services may call this")
+	// ErrKeysUnavailable means the token could not be checked because the
+	// signing keys could not be fetched: the token may well be good, so
+	// the caller should retry, not sign in again.
+	ErrKeysUnavailable = apperr.New(apperr.Unavailable, "token signing keys are unavailable, retry shortly")
 )
 
 type principalKey struct{}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -37,6 +38,9 @@ func UnaryServerInterceptor(v *Verifier, logger *slog.Logger, public ...string) 
 			logger.InfoContext(ctx, "access token rejected", "method", info.FullMethod, "reason", err.Error())
 			if anonymousOK {
 				return handler(ctx, req)
+			}
+			if errors.Is(err, ErrKeysUnavailable) {
+				return nil, ErrKeysUnavailable
 			}
 			return nil, ErrInvalidToken
 		}

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/ed25519"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -105,6 +107,26 @@ func TestInterceptor(t *testing.T) {
 		require.True(t, got.called)
 		require.False(t, got.hasUser, "an invalid token never yields a principal")
 	})
+}
+
+// unavailableKeys is a key source whose issuer cannot be reached.
+type unavailableKeys struct{}
+
+func (unavailableKeys) Key(context.Context, string) (ed25519.PublicKey, error) {
+	return nil, fmt.Errorf("%w: connection refused", ErrKeysUnavailable)
+}
+
+func TestInterceptorWithoutSigningKeysAsksToRetry(t *testing.T) {
+	k := newTestKey(t, "k1")
+	v := NewVerifier(unavailableKeys{}, DefaultIssuer, DefaultAudience)
+	got, err := call(t, v, privateMethod, "Bearer "+sign(t, k, validClaims()))
+	require.Equal(t, codes.Unavailable, server.Status(err).Code(), "the token may be good: retry, do not sign in again")
+	require.Equal(t, ErrKeysUnavailable.Error(), server.Status(err).Message())
+	require.False(t, got.called)
+
+	got, err = call(t, v, publicMethod, "Bearer "+sign(t, k, validClaims()))
+	require.NoError(t, err, "a public method still runs, anonymously")
+	require.False(t, got.hasUser)
 }
 
 func TestRequireHelpers(t *testing.T) {

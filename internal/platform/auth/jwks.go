@@ -38,6 +38,7 @@ type JWKSCache struct {
 	at       time.Time // when keys were fetched
 	tried    time.Time // when the last fetch was attempted
 	fetching bool      // a fetch is in flight: lookups join it rather than fail as throttled
+	lastErr  error     // why the last fetch failed; nil once one succeeds
 	now      func() time.Time
 }
 
@@ -59,7 +60,8 @@ func (c *JWKSCache) Key(ctx context.Context, kid string) (ed25519.PublicKey, err
 	c.mu.RLock()
 	key, ok := c.keys[kid]
 	fresh := c.keys != nil && c.now().Sub(c.at) < c.RefreshInterval
-	throttled := c.now().Sub(c.tried) < c.MinRefetchInterval
+	tried := c.tried
+	throttled := c.now().Sub(tried) < c.MinRefetchInterval
 	fetching := c.fetching
 	c.mu.RUnlock()
 	if ok && fresh {
@@ -68,25 +70,51 @@ func (c *JWKSCache) Key(ctx context.Context, kid string) (ed25519.PublicKey, err
 	// A lookup that arrives while a fetch is in flight (a burst of requests
 	// on a cold cache) waits for that fetch instead of failing as throttled.
 	if !throttled || fetching {
-		if err := c.refresh(ctx); err != nil && !ok {
-			return nil, err
+		if err := c.refresh(ctx, tried); err != nil && !ok {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
 		}
 		c.mu.RLock()
 		key, ok = c.keys[kid]
 		c.mu.RUnlock()
 	}
 	if !ok {
+		// Unknown to a set fetched just now is a forged or retired kid;
+		// unknown because the set could not be fetched says nothing about
+		// the token, and the caller should try again rather than log out.
+		c.mu.RLock()
+		failed := c.lastErr
+		c.mu.RUnlock()
+		if failed != nil {
+			return nil, fmt.Errorf("%w: %q not in the cached set, and the last fetch failed: %w", ErrKeysUnavailable, kid, failed)
+		}
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKey, kid)
 	}
 	return key, nil
 }
 
 // Refresh fetches the key set now.
-func (c *JWKSCache) Refresh(ctx context.Context) error { return c.refresh(ctx) }
+func (c *JWKSCache) Refresh(ctx context.Context) error {
+	c.mu.RLock()
+	tried := c.tried
+	c.mu.RUnlock()
+	return c.refresh(ctx, tried)
+}
 
-func (c *JWKSCache) refresh(ctx context.Context) error {
+// refresh fetches the set, unless a fetch has been attempted since the
+// caller saw tried: a lookup that decided to fetch, then lost the race to
+// one that fetched first, takes that fetch's outcome rather than
+// fetching again.
+func (c *JWKSCache) refresh(ctx context.Context, tried time.Time) error {
 	result := c.group.DoChan("fetch", func() (any, error) {
 		c.mu.Lock()
+		if !c.tried.Equal(tried) {
+			err := c.lastErr
+			c.mu.Unlock()
+			return nil, err
+		}
 		c.tried, c.fetching = c.now(), true
 		c.mu.Unlock()
 		keys, err := c.fetch(context.WithoutCancel(ctx))
@@ -94,9 +122,10 @@ func (c *JWKSCache) refresh(ctx context.Context) error {
 		defer c.mu.Unlock()
 		c.fetching = false
 		if err != nil {
+			c.lastErr = err
 			return nil, err
 		}
-		c.keys, c.at = keys, c.now()
+		c.keys, c.at, c.lastErr = keys, c.now(), nil
 		return nil, nil
 	})
 	select {
@@ -149,10 +178,10 @@ func (c *JWKSCache) fetch(ctx context.Context) (map[string]ed25519.PublicKey, er
 // Ready reports whether keys could be fetched (for readiness checks).
 func (c *JWKSCache) Ready(ctx context.Context) error {
 	c.mu.RLock()
-	have := c.keys != nil
+	have, tried := c.keys != nil, c.tried
 	c.mu.RUnlock()
 	if have {
 		return nil
 	}
-	return c.refresh(ctx)
+	return c.refresh(ctx, tried)
 }

@@ -224,7 +224,40 @@ func TestJWKSCacheReportsAnUnreachableServer(t *testing.T) {
 
 	require.Error(t, cache.Ready(t.Context()))
 	_, err := cache.Key(t.Context(), "k1")
-	require.Error(t, err)
+	require.ErrorIs(t, err, ErrKeysUnavailable, "no key set at all says nothing about the token")
+	require.NotErrorIs(t, err, ErrUnknownKey)
+}
+
+func TestJWKSCacheTellsAnUnknownKidFromUnavailableKeys(t *testing.T) {
+	srv := newJWKSServer(t)
+	k := newTestKey(t, "k1")
+	srv.publish(okp(k))
+	cache, clock := newTestCache(t, srv)
+	_, err := cache.Key(t.Context(), k.kid)
+	require.NoError(t, err)
+
+	// The set was fetched and the kid is not in it: a forged or retired key.
+	clock.Advance(cache.MinRefetchInterval)
+	_, err = cache.Key(t.Context(), "forged")
+	require.ErrorIs(t, err, ErrUnknownKey)
+
+	// The issuer is down: a new kid cannot be checked, known ones still can.
+	srv.Close()
+	clock.Advance(cache.MinRefetchInterval)
+	_, err = cache.Key(t.Context(), "k2")
+	require.ErrorIs(t, err, ErrKeysUnavailable)
+	_, err = cache.Key(t.Context(), "k3")
+	require.ErrorIs(t, err, ErrKeysUnavailable, "while refetches are throttled, the last failure still counts")
+	key, err := cache.Key(t.Context(), k.kid)
+	require.NoError(t, err)
+	require.Equal(t, k.pub, key)
+
+	// A token whose key cannot be fetched is not called invalid.
+	v := NewVerifier(cache, DefaultIssuer, DefaultAudience)
+	k2 := newTestKey(t, "k2")
+	_, err = v.Verify(t.Context(), sign(t, k2, validClaims()))
+	require.ErrorIs(t, err, ErrKeysUnavailable)
+	require.NotErrorIs(t, err, ErrInvalidToken)
 }
 
 func TestJWKSCacheRejectsNonOKResponses(t *testing.T) {

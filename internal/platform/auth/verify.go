@@ -62,7 +62,8 @@ func NewVerifier(keys KeySource, issuer, audience string) *Verifier {
 }
 
 // Verify parses and checks token. Every failure is ErrInvalidToken (wrapped
-// with the reason, for logs).
+// with the reason, for logs), except ErrKeysUnavailable: the keys to check
+// it against could not be fetched.
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
 	now := v.now()
 	v.mu.RLock()
@@ -107,6 +108,9 @@ func (v *Verifier) verify(ctx context.Context, token string) (Principal, string,
 		jwt.WithLeeway(v.leeway),
 		jwt.WithTimeFunc(v.now),
 	)
+	if errors.Is(err, ErrKeysUnavailable) {
+		return Principal{}, "", time.Time{}, err
+	}
 	if err != nil || !parsed.Valid {
 		return Principal{}, "", time.Time{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}

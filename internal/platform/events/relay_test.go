@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,4 +228,32 @@ func runUntilItStops(t *testing.T, ctx context.Context, cancel context.CancelFun
 		t.Fatal("the run did not stop by itself")
 		return nil
 	}
+}
+
+func TestRelayGathersCommitsThatArriveTogether(t *testing.T) {
+	t.Parallel()
+	forEachEngineWithSchema(t, func(t *testing.T, d *db.DB) {
+		js := startJetStream(t)
+		o := events.NewOutbox(d)
+		var batches atomic.Int32
+		// A long poll interval, so that only wake-ups make the relay claim.
+		relay := events.NewRelay(o, js, testLogger(t), events.WithPollInterval(time.Hour),
+			events.WithCoalesce(2*time.Second),
+			events.WithAfterPublishHook(func() error { batches.Add(1); return nil }))
+		runInBackground(t, relay.Run)
+
+		// Ten commits 20ms apart, each waking the relay, all within the
+		// delay; without it, each would be claimed on its own.
+		evs := orderEvents("burst", 10)
+		pace := time.NewTicker(20 * time.Millisecond)
+		defer pace.Stop()
+		for _, ev := range evs {
+			addCommitted(t, d, o, ev)
+			<-pace.C
+		}
+		require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
+		require.Equal(t, 10, streamCount(t, js, events.StreamOrders))
+		// One claim carried them all; a slow machine may split them once.
+		require.LessOrEqual(t, batches.Load(), int32(2), "claims for 10 commits")
+	})
 }

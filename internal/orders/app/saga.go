@@ -407,6 +407,27 @@ func (s *Saga) drive(ctx context.Context, id string, stop <-chan struct{}) (Prog
 		if err != nil {
 			return s.retryLater(ctx, o, st, step, armed, err)
 		}
+		evs, states := []domain.Event{ev}, []domain.Order{next}
+		// Confirming calls no neighbour, so the confirmation goes into the
+		// same write as the event that makes it due (the capture): one
+		// commit less per order, and no moment at which an order is
+		// captured but not yet confirmed in the store.
+		if next.NextStep(ev.OccurredAt, paymentInDoubt(attempt, nextArmed)) == domain.StepConfirm {
+			confirm := domain.Event{Version: next.Version + 1, OccurredAt: ev.OccurredAt, Data: domain.OrderConfirmedData{}}
+			if err := s.fire("before:" + string(confirm.Type())); err != nil {
+				return Progress{}, err
+			}
+			confirmed := next
+			if err := confirmed.Apply(confirm); err != nil {
+				return s.retryLater(ctx, o, st, step, armed, err)
+			}
+			more, err := integrationEvents(confirmed, confirm)
+			if err != nil {
+				return s.retryLater(ctx, o, st, step, armed, err)
+			}
+			evs, states, out = append(evs, confirm), append(states, confirmed), append(out, more...)
+			next = confirmed
+		}
 		write := SagaWrite{
 			Now:        ev.OccurredAt,
 			Step:       next.NextStep(ev.OccurredAt, paymentInDoubt(attempt, nextArmed)),
@@ -414,7 +435,7 @@ func (s *Saga) drive(ctx context.Context, id string, stop <-chan struct{}) (Prog
 			PaymentAttempt: &attempt,
 		}
 		wctx, cancel := detached(ctx)
-		err = s.repo.Append(wctx, next, o.Version, []domain.Event{ev}, out, write)
+		err = s.repo.Append(wctx, next, o.Version, evs, out, write)
 		cancel()
 		if errors.Is(err, domain.ErrConcurrentModification) {
 			// Someone else (a cancellation) appended first. The call just
@@ -433,10 +454,14 @@ func (s *Saga) drive(ctx context.Context, id string, stop <-chan struct{}) (Prog
 		if err != nil {
 			return s.retryLater(ctx, o, st, step, armed, fmt.Errorf("append %s: %w", ev.Type(), err))
 		}
-		if err := s.fire(string(ev.Type())); err != nil {
-			return Progress{}, err
+		before := o
+		for i, e := range evs {
+			if err := s.fire(string(e.Type())); err != nil {
+				return Progress{}, err
+			}
+			s.observe(ctx, before, states[i], e)
+			before = states[i]
 		}
-		s.observe(ctx, o, next, ev)
 		leaseDropped = write.Step == domain.StepDone
 		o, armed = next, nextArmed
 		st.PaymentAttempt, st.Attempts = attempt, 0

@@ -213,15 +213,27 @@ func (r *OrderSQLRepository) Load(ctx context.Context, id string) (domain.Order,
 		return domain.Order{}, app.SagaState{}, fmt.Errorf("select saga state: %w", err)
 	}
 	st.Step, st.PaymentAttempt, st.LeaseOwner = domain.Step(step), app.PaymentAttempt(attempt), owner.String
-	evs, err := r.Events(ctx, id)
+	o, err := r.Rebuild(ctx, id)
 	if err != nil {
 		return domain.Order{}, app.SagaState{}, err
 	}
-	o, err := domain.Rebuild(evs)
-	if err != nil {
-		return domain.Order{}, app.SagaState{}, fmt.Errorf("rebuild order %s: %w", id, err)
-	}
 	return o, st, nil
+}
+
+// Rebuild implements app.Repository.
+func (r *OrderSQLRepository) Rebuild(ctx context.Context, id string) (domain.Order, error) {
+	evs, err := r.Events(ctx, id)
+	if err != nil {
+		return domain.Order{}, err
+	}
+	o, err := domain.Rebuild(evs)
+	if errors.Is(err, domain.ErrNotFound) {
+		return domain.Order{}, err
+	}
+	if err != nil {
+		return domain.Order{}, fmt.Errorf("rebuild order %s: %w", id, err)
+	}
+	return o, nil
 }
 
 // Events implements app.Repository.
@@ -305,19 +317,27 @@ func (r *OrderSQLRepository) List(ctx context.Context, userID, after string, lim
 }
 
 // Claim implements app.Repository.
-func (r *OrderSQLRepository) Claim(ctx context.Context, id, owner string, now, until time.Time) (bool, error) {
-	res, err := r.db.ExecContext(ctx, `UPDATE orders SET lease_owner = $1, lease_until = $2
+func (r *OrderSQLRepository) Claim(ctx context.Context, id, owner string, now, until time.Time) (app.SagaState, bool, error) {
+	var (
+		st      app.SagaState
+		step    string
+		attempt int
+		leaseBy sql.NullString
+	)
+	err := r.db.QueryRowContext(ctx, `UPDATE orders SET lease_owner = $1, lease_until = $2
 		WHERE id = $3 AND saga_step <> 'done' AND next_attempt_at <= $4
-		  AND (lease_until IS NULL OR lease_until < $4 OR lease_owner = $1)`,
-		owner, db.FormatTime(until), id, db.FormatTime(now))
-	if err != nil {
-		return false, fmt.Errorf("claim order: %w", err)
+		  AND (lease_until IS NULL OR lease_until < $4 OR lease_owner = $1)
+		RETURNING saga_step, attempts, next_attempt_at, payment_attempt, lease_owner`,
+		owner, db.FormatTime(until), id, db.FormatTime(now)).
+		Scan(&step, &st.Attempts, db.Time(&st.NextAttemptAt), &attempt, &leaseBy)
+	if errors.Is(err, sql.ErrNoRows) {
+		return app.SagaState{}, false, nil
 	}
-	n, err := res.RowsAffected()
 	if err != nil {
-		return false, fmt.Errorf("claim order: %w", err)
+		return app.SagaState{}, false, fmt.Errorf("claim order: %w", err)
 	}
-	return n == 1, nil
+	st.Step, st.PaymentAttempt, st.LeaseOwner = domain.Step(step), app.PaymentAttempt(attempt), leaseBy.String
+	return st, true, nil
 }
 
 // Due implements app.Repository.

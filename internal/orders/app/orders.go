@@ -279,6 +279,14 @@ func (a *Orders) WaitForOrder(ctx context.Context, id string, wait time.Duration
 	if _, err := uuid.Parse(id); err != nil {
 		return domain.View{}, domain.ErrNotFound
 	}
+	// A reader that may wait watches for the outcome before it reads, so
+	// an outcome signalled between the read and the wait is not missed;
+	// after every wake-up it watches again before reading again.
+	done, stop := (<-chan struct{})(nil), func() {}
+	if wait > 0 {
+		done, stop = a.saga.outcomes.watch(id)
+	}
+	defer func() { stop() }()
 	v, err := a.repo.Get(ctx, id)
 	if err != nil {
 		return domain.View{}, err
@@ -299,12 +307,6 @@ func (a *Orders) WaitForOrder(ctx context.Context, id string, wait time.Duration
 		if left <= 0 {
 			break
 		}
-		done, stop := a.saga.outcomes.watch(id)
-		// Re-read after watching, so an outcome signalled in between is seen.
-		if v, err = a.repo.Get(ctx, id); err != nil || v.Status != domain.StatusPending {
-			stop()
-			return v, err
-		}
 		timer := time.NewTimer(min(left, rereadInterval))
 		select {
 		case <-done:
@@ -316,6 +318,7 @@ func (a *Orders) WaitForOrder(ctx context.Context, id string, wait time.Duration
 		if ctx.Err() != nil {
 			return domain.View{}, ctx.Err()
 		}
+		done, stop = a.saga.outcomes.watch(id)
 		if v, err = a.repo.Get(ctx, id); err != nil {
 			return domain.View{}, err
 		}

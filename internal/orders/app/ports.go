@@ -165,6 +165,9 @@ type Repository interface {
 	Append(ctx context.Context, o domain.Order, expected int64, evs []domain.Event, out []events.Event, saga SagaWrite) error
 	// Load rebuilds the order from its events. domain.ErrNotFound if absent.
 	Load(ctx context.Context, id string) (domain.Order, SagaState, error)
+	// Rebuild rebuilds the order from its events, without the saga's
+	// bookkeeping. domain.ErrNotFound if absent.
+	Rebuild(ctx context.Context, id string) (domain.Order, error)
 	// Get reads the order's read model. domain.ErrNotFound if absent.
 	Get(ctx context.Context, id string) (domain.View, error)
 	// List returns up to limit orders newest first, those of userID (all
@@ -175,8 +178,10 @@ type Repository interface {
 	Events(ctx context.Context, id string) ([]domain.Event, error)
 
 	// Claim leases the order to owner until until, if its saga is not
-	// done, a step is due at now, and no one else holds a live lease.
-	Claim(ctx context.Context, id, owner string, now, until time.Time) (bool, error)
+	// done, a step is due at now, and no one else holds a live lease, and
+	// returns the saga's bookkeeping as the claim left it (with the same
+	// round trip).
+	Claim(ctx context.Context, id, owner string, now, until time.Time) (SagaState, bool, error)
 	// Due returns up to limit orders whose saga has a step due at now and
 	// that no one holds a live lease on, most overdue first.
 	Due(ctx context.Context, now time.Time, limit int) ([]string, error)

@@ -341,14 +341,14 @@ func paymentInDoubt(p PaymentAttempt, armedByRun bool) bool {
 
 func (s *Saga) drive(ctx context.Context, id string, stop <-chan struct{}) (Progress, error) {
 	now := s.cfg.Now()
-	claimed, err := s.repo.Claim(ctx, id, s.cfg.InstanceID, now, now.Add(s.cfg.Lease))
+	st, claimed, err := s.repo.Claim(ctx, id, s.cfg.InstanceID, now, now.Add(s.cfg.Lease))
 	if err != nil {
 		return Progress{}, fmt.Errorf("claim order %s: %w", id, err)
 	}
 	if !claimed {
 		return Progress{}, nil
 	}
-	o, st, err := s.repo.Load(ctx, id)
+	o, err := s.repo.Rebuild(ctx, id)
 	if err != nil {
 		s.releaseLease(ctx, id)
 		return Progress{}, fmt.Errorf("load order %s: %w", id, err)

@@ -521,7 +521,7 @@ func testResume(t *testing.T, d *db.DB) {
 	}
 	// One was leased by this replica before "the crash": a restart takes
 	// it back at once instead of waiting for the lease to expire.
-	claimed, err := h.repo.Claim(ctx, ids[0], "test-replica", time.Now(), time.Now().Add(time.Hour))
+	_, claimed, err := h.repo.Claim(ctx, ids[0], "test-replica", time.Now(), time.Now().Add(time.Hour))
 	require.NoError(t, err)
 	require.True(t, claimed)
 

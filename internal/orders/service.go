@@ -105,6 +105,9 @@ type Config struct {
 	// live replicas. Default: the host name. A replica restarted under the
 	// same id resumes its orders at once.
 	InstanceID string
+	// IdempotencyKeyTTL is how long an Idempotency-Key is remembered.
+	// Default 24h; 1m to 30 days.
+	IdempotencyKeyTTL time.Duration
 	// PageTokenKey signs list page tokens (HMAC-SHA256), at least 16 bytes.
 	// Empty means a random key per process: set it, the same on every
 	// replica, when there is more than one.
@@ -140,6 +143,9 @@ func (c Config) withDefaults() Config {
 	if c.StreamReplicas == 0 {
 		c.StreamReplicas = 1
 	}
+	if c.IdempotencyKeyTTL == 0 {
+		c.IdempotencyKeyTTL = app.DefaultIdempotencyKeyTTL
+	}
 	return c
 }
 
@@ -173,6 +179,7 @@ func (c Config) Validate() error {
 		p.Add(c.ServiceSecret == "", "service secret is empty (needed to call inventory and payments)")
 	}
 	p.Add(c.SagaDeadline < time.Second || c.SagaDeadline > time.Hour, "saga deadline must be between 1s and 1h")
+	p.Add(c.IdempotencyKeyTTL < time.Minute || c.IdempotencyKeyTTL > 30*24*time.Hour, "idempotency key TTL must be between 1m and 720h")
 	p.Add(c.SagaWorkers < 1 || c.SagaWorkers > MaxSagaWorkers, "saga workers must be between 1 and %d", MaxSagaWorkers)
 	p.Add(c.SagaPollInterval < 0, "saga poll interval must not be negative")
 	p.Add(c.PageTokenKey != "" && len(c.PageTokenKey) < MinPageTokenKeyLength,
@@ -203,11 +210,15 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 	return nil
 }
 
+// DefaultIdempotencyKeyTTL is how long an Idempotency-Key is remembered.
+const DefaultIdempotencyKeyTTL = app.DefaultIdempotencyKeyTTL
+
 // Service is a running orders process.
 type Service struct {
 	server *server.Server
 	relay  *events.Relay
 	saga   *app.Saga
+	orders *app.Orders
 	conns  []*grpc.ClientConn
 	nc     *nats.Conn
 	db     *db.DB
@@ -278,7 +289,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 		ReservationTTL: cfg.SagaDeadline + reservationGrace, Fault: fault, Registerer: reg,
 	})
 	orders := app.NewOrders(repo, nb.Catalog, nb.Cart, nb.Payments, saga, logger, app.OrdersConfig{
-		SagaDeadline: cfg.SagaDeadline, PageTokenKey: tokenKey, Fault: fault,
+		SagaDeadline: cfg.SagaDeadline, PageTokenKey: tokenKey, Fault: fault, IdempotencyKeyTTL: cfg.IdempotencyKeyTTL,
 	})
 
 	keys := cfg.Keys
@@ -298,7 +309,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	// catalog and payments, 503 while they cannot answer), and the saga
 	// waits for it.
 
-	return &Service{server: srv, relay: relay, saga: saga, conns: conns, nc: nc, db: d, log: logger}, nil
+	return &Service{server: srv, relay: relay, saga: saga, orders: orders, conns: conns, nc: nc, db: d, log: logger}, nil
 }
 
 // dialNeighbours returns the neighbour clients: the injected ones, and
@@ -396,7 +407,7 @@ func crashHook(point string, logger *slog.Logger) app.FaultHook {
 // connections and the database. It returns the error that stopped the
 // service, or nil after a graceful stop. Call it once.
 func (s *Service) Run(ctx context.Context) error {
-	err := s.server.Run(ctx, s.relay.Run, s.saga.Run)
+	err := s.server.Run(ctx, s.relay.Run, s.saga.Run, s.orders.RunKeyRetention)
 	closeErr := errors.Join(closeConns(s.conns), events.Drain(s.nc), s.db.Close())
 	if closeErr != nil {
 		s.log.WarnContext(ctx, "closing orders resources failed", "error", closeErr)

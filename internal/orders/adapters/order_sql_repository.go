@@ -109,6 +109,19 @@ func (r *OrderSQLRepository) FindIdempotencyKey(ctx context.Context, userID, key
 	return rec, true, nil
 }
 
+// ForgetIdempotencyKeys implements app.Repository.
+func (r *OrderSQLRepository) ForgetIdempotencyKeys(ctx context.Context, before time.Time) (int64, error) {
+	res, err := r.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, db.FormatTime(before))
+	if err != nil {
+		return 0, fmt.Errorf("delete idempotency keys: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete idempotency keys: %w", err)
+	}
+	return n, nil
+}
+
 // Append implements app.Repository.
 //
 // Items, prices and the address are fixed at placement, so only the

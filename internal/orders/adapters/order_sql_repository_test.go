@@ -27,6 +27,7 @@ func TestOrderRepository(t *testing.T) {
 			t.Run("read model in step", func(t *testing.T) { testReadModel(t, newFixture(t, engine.URL)) })
 			t.Run("idempotency key race", func(t *testing.T) { testIdempotencyRace(t, newFixture(t, engine.URL)) })
 			t.Run("leases", func(t *testing.T) { testLeases(t, newFixture(t, engine.URL)) })
+			t.Run("forget idempotency keys", func(t *testing.T) { testForgetIdempotencyKeys(t, newFixture(t, engine.URL)) })
 			t.Run("retries", func(t *testing.T) { testRetries(t, newFixture(t, engine.URL)) })
 			t.Run("list pages", func(t *testing.T) { testList(t, newFixture(t, engine.URL)) })
 		})
@@ -265,6 +266,32 @@ func testIdempotencyRace(t *testing.T, f *fixture) {
 			require.Empty(t, evs, "a losing request leaves no events")
 		}
 	}
+}
+
+func testForgetIdempotencyKeys(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	old, _ := f.place(t, "u1", "old")
+	f.now = f.now.Add(time.Hour)
+	recent, _ := f.place(t, "u1", "recent")
+
+	n, err := f.repo.ForgetIdempotencyKeys(ctx, f.now.Add(-time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n, "a key recorded exactly at the cut-off is kept")
+
+	n, err = f.repo.ForgetIdempotencyKeys(ctx, f.now.Add(-time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	_, found, err := f.repo.FindIdempotencyKey(ctx, "u1", "old")
+	require.NoError(t, err)
+	require.False(t, found, "the old key is forgotten")
+	rec, found, err := f.repo.FindIdempotencyKey(ctx, "u1", "recent")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, recent.ID, rec.OrderID)
+
+	o, _, err := f.repo.Load(ctx, old.ID)
+	require.NoError(t, err, "the order itself stays")
+	require.Equal(t, old.ID, o.ID)
 }
 
 func testLeases(t *testing.T, f *fixture) {

@@ -45,7 +45,15 @@ type OrdersConfig struct {
 	// Fault is called at the durable points of placing and cancelling, as
 	// SagaConfig.Fault.
 	Fault FaultHook
+	// IdempotencyKeyTTL is how long an Idempotency-Key is remembered
+	// (DefaultIdempotencyKeyTTL when 0). A retry within it returns the
+	// same order; the same key after it places a new one.
+	IdempotencyKeyTTL time.Duration
 }
+
+// DefaultIdempotencyKeyTTL is how long idempotency keys are kept, as
+// payment APIs commonly do: far longer than any client retries.
+const DefaultIdempotencyKeyTTL = 24 * time.Hour
 
 // Orders are the use cases. Every one requires an authenticated caller; an
 // order is visible to its owner and to admins only (NotFound otherwise, so
@@ -69,6 +77,9 @@ func NewOrders(repo Repository, catalog Catalog, cart Cart, payments PaymentMeth
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.IdempotencyKeyTTL <= 0 {
+		cfg.IdempotencyKeyTTL = DefaultIdempotencyKeyTTL
 	}
 	return &Orders{
 		repo: repo, catalog: catalog, cart: cart, payments: payments, saga: saga, log: logger, cfg: cfg,
@@ -255,6 +266,35 @@ func visible(p auth.Principal, owner string) bool {
 // GetOrder returns one order.
 func (a *Orders) GetOrder(ctx context.Context, id string) (domain.View, error) {
 	return a.WaitForOrder(ctx, id, 0)
+}
+
+// ForgetIdempotencyKeys deletes the idempotency keys older than the TTL
+// and returns how many.
+func (a *Orders) ForgetIdempotencyKeys(ctx context.Context) (int64, error) {
+	return a.repo.ForgetIdempotencyKeys(ctx, a.cfg.Now().Add(-a.cfg.IdempotencyKeyTTL))
+}
+
+// RunKeyRetention forgets expired idempotency keys every tenth of the TTL
+// (between a second and ten minutes) until ctx ends; a failure is logged
+// and tried again next time.
+func (a *Orders) RunKeyRetention(ctx context.Context) error {
+	every := min(max(a.cfg.IdempotencyKeyTTL/10, time.Second), 10*time.Minute)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		n, err := a.ForgetIdempotencyKeys(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.WarnContext(ctx, "forgetting expired idempotency keys failed", "error", err.Error())
+		case n > 0:
+			a.log.InfoContext(ctx, "forgot expired idempotency keys", "count", n)
+		}
+	}
 }
 
 // MaxOrderWait bounds how long GetOrder may wait for an outcome.

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -362,4 +363,29 @@ func viewIDs(vs []domain.View) []string {
 		out[i] = v.ID
 	}
 	return out
+}
+
+func TestIdempotencyKeysAreForgottenAfterTheirTTL(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, d *db.DB) {
+		h := newHarness(t, d)
+		req := app.PlaceOrder{
+			IdempotencyKey: "ttl", ShippingAddress: address(), PaymentToken: visa,
+			Items: []domain.ItemInput{{ProductID: mug, Quantity: 1}},
+		}
+		first := h.place(h.customer(), req)
+
+		h.clock.Advance(app.DefaultIdempotencyKeyTTL - time.Minute)
+		n, err := h.orders.ForgetIdempotencyKeys(t.Context())
+		require.NoError(t, err)
+		require.Zero(t, n, "within the TTL the key is kept")
+		require.Equal(t, first.ID, h.place(h.customer(), req).ID, "a retry within the TTL is the same order")
+
+		h.clock.Advance(2 * time.Minute)
+		n, err = h.orders.ForgetIdempotencyKeys(t.Context())
+		require.NoError(t, err)
+		require.Positive(t, n)
+		again := h.place(h.customer(), req)
+		require.NotEqual(t, first.ID, again.ID, "after the TTL the key places a new order")
+		require.Equal(t, first, h.get(first.ID), "the first order itself is untouched")
+	})
 }

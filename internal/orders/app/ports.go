@@ -177,6 +177,10 @@ type Repository interface {
 	// Events returns the order's stream, oldest first (empty if absent).
 	Events(ctx context.Context, id string) ([]domain.Event, error)
 
+	// ForgetIdempotencyKeys deletes the idempotency keys recorded before
+	// before and returns how many.
+	ForgetIdempotencyKeys(ctx context.Context, before time.Time) (int64, error)
+
 	// Claim leases the order to owner until until, if its saga is not
 	// done, a step is due at now, and no one else holds a live lease, and
 	// returns the saga's bookkeeping as the claim left it (with the same

@@ -95,7 +95,8 @@ func (c *JWKSCache) Key(ctx context.Context, kid string) (ed25519.PublicKey, err
 	return key, nil
 }
 
-// Refresh fetches the key set now.
+// Refresh fetches the key set now (or takes the outcome of a fetch that
+// started meanwhile).
 func (c *JWKSCache) Refresh(ctx context.Context) error {
 	c.mu.RLock()
 	tried := c.tried

@@ -97,7 +97,9 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 		}
 		p, err := g.verifier.Verify(ctx, token)
 		if errors.Is(err, auth.ErrKeysUnavailable) {
-			g.log.WarnContext(ctx, "access token not checked: signing keys unavailable", "error", err.Error())
+			// Info, not Warn: during an outage this is every request, and the
+			// jwks readiness check already reports the outage.
+			g.log.InfoContext(ctx, "access token not checked: signing keys unavailable", "error", err.Error())
 			w.Header().Set("Retry-After", "1")
 			writeProblem(w, r, http.StatusServiceUnavailable, auth.ErrKeysUnavailable.Error())
 			return

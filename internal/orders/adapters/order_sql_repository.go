@@ -109,17 +109,30 @@ func (r *OrderSQLRepository) FindIdempotencyKey(ctx context.Context, userID, key
 	return rec, true, nil
 }
 
+// forgetBatch bounds one delete of expired idempotency keys, so that a
+// large backlog does not hold the write lock (SQLite) or one transaction
+// (PostgreSQL) for long.
+const forgetBatch = 1000
+
 // ForgetIdempotencyKeys implements app.Repository.
 func (r *OrderSQLRepository) ForgetIdempotencyKeys(ctx context.Context, before time.Time) (int64, error) {
-	res, err := r.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, db.FormatTime(before))
-	if err != nil {
-		return 0, fmt.Errorf("delete idempotency keys: %w", err)
+	var total int64
+	for {
+		res, err := r.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE (user_id, idempotency_key) IN (
+			SELECT user_id, idempotency_key FROM idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2)`,
+			db.FormatTime(before), forgetBatch)
+		if err != nil {
+			return total, fmt.Errorf("delete idempotency keys: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("delete idempotency keys: %w", err)
+		}
+		total += n
+		if n < forgetBatch {
+			return total, nil
+		}
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("delete idempotency keys: %w", err)
-	}
-	return n, nil
 }
 
 // Append implements app.Repository.

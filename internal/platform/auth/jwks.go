@@ -39,6 +39,7 @@ type JWKSCache struct {
 	tried    time.Time // when the last fetch was attempted
 	fetching bool      // a fetch is in flight: lookups join it rather than fail as throttled
 	lastErr  error     // why the last fetch failed; nil once one succeeds
+	finished uint64    // fetches finished so far, failed or not
 	now      func() time.Time
 }
 
@@ -60,9 +61,8 @@ func (c *JWKSCache) Key(ctx context.Context, kid string) (ed25519.PublicKey, err
 	c.mu.RLock()
 	key, ok := c.keys[kid]
 	fresh := c.keys != nil && c.now().Sub(c.at) < c.RefreshInterval
-	tried := c.tried
-	throttled := c.now().Sub(tried) < c.MinRefetchInterval
-	fetching := c.fetching
+	throttled := c.now().Sub(c.tried) < c.MinRefetchInterval
+	fetching, finished := c.fetching, c.finished
 	c.mu.RUnlock()
 	if ok && fresh {
 		return key, nil
@@ -70,10 +70,7 @@ func (c *JWKSCache) Key(ctx context.Context, kid string) (ed25519.PublicKey, err
 	// A lookup that arrives while a fetch is in flight (a burst of requests
 	// on a cold cache) waits for that fetch instead of failing as throttled.
 	if !throttled || fetching {
-		if err := c.refresh(ctx, tried); err != nil && !ok {
-			if ctx.Err() != nil {
-				return nil, err
-			}
+		if err := c.refresh(ctx, finished); err != nil && !ok {
 			return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
 		}
 		c.mu.RLock()
@@ -99,19 +96,19 @@ func (c *JWKSCache) Key(ctx context.Context, kid string) (ed25519.PublicKey, err
 // started meanwhile).
 func (c *JWKSCache) Refresh(ctx context.Context) error {
 	c.mu.RLock()
-	tried := c.tried
+	finished := c.finished
 	c.mu.RUnlock()
-	return c.refresh(ctx, tried)
+	return c.refresh(ctx, finished)
 }
 
-// refresh fetches the set, unless a fetch has been attempted since the
-// caller saw tried: a lookup that decided to fetch, then lost the race to
-// one that fetched first, takes that fetch's outcome rather than
+// refresh fetches the set, unless a fetch has finished since the caller
+// saw finished fetches: a lookup that decided to fetch, then lost the race
+// to a fetch that ended first, takes that fetch's outcome rather than
 // fetching again.
-func (c *JWKSCache) refresh(ctx context.Context, tried time.Time) error {
+func (c *JWKSCache) refresh(ctx context.Context, finished uint64) error {
 	result := c.group.DoChan("fetch", func() (any, error) {
 		c.mu.Lock()
-		if !c.tried.Equal(tried) {
+		if c.finished != finished {
 			err := c.lastErr
 			c.mu.Unlock()
 			return nil, err
@@ -122,6 +119,7 @@ func (c *JWKSCache) refresh(ctx context.Context, tried time.Time) error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.fetching = false
+		c.finished++
 		if err != nil {
 			c.lastErr = err
 			return nil, err
@@ -179,10 +177,10 @@ func (c *JWKSCache) fetch(ctx context.Context) (map[string]ed25519.PublicKey, er
 // Ready reports whether keys could be fetched (for readiness checks).
 func (c *JWKSCache) Ready(ctx context.Context) error {
 	c.mu.RLock()
-	have, tried := c.keys != nil, c.tried
+	have, finished := c.keys != nil, c.finished
 	c.mu.RUnlock()
 	if have {
 		return nil
 	}
-	return c.refresh(ctx, tried)
+	return c.refresh(ctx, finished)
 }

@@ -307,3 +307,29 @@ func TestJWKSCacheColdBurstWaitsForTheOneFetch(t *testing.T) {
 	}
 	require.EqualValues(t, 1, hits.Load(), "the burst shares one fetch")
 }
+
+func TestJWKSCacheDoesNotFetchAgainForALookupThatSawTheFetchInFlight(t *testing.T) {
+	release := make(chan struct{})
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"keys":[]}`))
+	}))
+	t.Cleanup(srv.Close)
+	cache := NewJWKSCache(srv.URL, srv.Client())
+
+	first := make(chan error, 1)
+	go func() { first <- cache.Refresh(t.Context()) }()
+	require.Eventually(t, func() bool { return hits.Load() == 1 }, 5*time.Second, time.Millisecond)
+	// A lookup looks while that fetch is in flight, then is slow to act.
+	cache.mu.RLock()
+	seen := cache.finished
+	cache.mu.RUnlock()
+	close(release)
+	require.NoError(t, <-first)
+
+	require.NoError(t, cache.refresh(t.Context(), seen))
+	require.EqualValues(t, 1, hits.Load(), "it takes the outcome of the fetch it saw")
+}

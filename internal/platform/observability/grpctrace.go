@@ -30,9 +30,6 @@ func UnaryClientTracing(prop propagation.TextMapPropagator) grpc.UnaryClientInte
 	tracer := otel.Tracer("github.com/mercato-dev/mercato/internal/platform/observability")
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		parent := trace.SpanFromContext(ctx)
-		if !parent.SpanContext().IsValid() {
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}
 		var span trace.Span
 		if parent.IsRecording() {
 			name := strings.TrimPrefix(method, "/")

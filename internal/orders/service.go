@@ -48,10 +48,12 @@ const Name = "orders"
 
 // Defaults and limits of Config.
 const (
-	DefaultSagaDeadline   = app.DefaultSagaDeadline
-	DefaultSagaWorkers    = app.DefaultSagaWorkers
-	MinPageTokenKeyLength = 16
-	MaxSagaWorkers        = 1024
+	DefaultSagaDeadline = app.DefaultSagaDeadline
+	DefaultSagaWorkers  = app.DefaultSagaWorkers
+	// DefaultIdempotencyKeyTTL is how long an Idempotency-Key is remembered.
+	DefaultIdempotencyKeyTTL = app.DefaultIdempotencyKeyTTL
+	MinPageTokenKeyLength    = 16
+	MaxSagaWorkers           = 1024
 	// reservationGrace is how much longer than the saga deadline inventory
 	// holds stock for an order: the hold only has to outlive a saga that
 	// stopped (crashed) mid-way, which then resumes and releases it itself.
@@ -144,7 +146,7 @@ func (c Config) withDefaults() Config {
 		c.StreamReplicas = 1
 	}
 	if c.IdempotencyKeyTTL == 0 {
-		c.IdempotencyKeyTTL = app.DefaultIdempotencyKeyTTL
+		c.IdempotencyKeyTTL = DefaultIdempotencyKeyTTL
 	}
 	return c
 }
@@ -209,9 +211,6 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 	}
 	return nil
 }
-
-// DefaultIdempotencyKeyTTL is how long an Idempotency-Key is remembered.
-const DefaultIdempotencyKeyTTL = app.DefaultIdempotencyKeyTTL
 
 // Service is a running orders process.
 type Service struct {

@@ -60,6 +60,19 @@ func okp(k testKey) map[string]any {
 	}
 }
 
+// warmCache is a cache over a server publishing one key, k1, which the
+// cache has fetched once.
+func warmCache(t *testing.T) (*jwksServer, testKey, *JWKSCache, *fakeClock) {
+	t.Helper()
+	srv := newJWKSServer(t)
+	k := newTestKey(t, "k1")
+	srv.publish(okp(k))
+	cache, clock := newTestCache(t, srv)
+	_, err := cache.Key(t.Context(), k.kid)
+	require.NoError(t, err)
+	return srv, k, cache, clock
+}
+
 func newTestCache(t *testing.T, s *jwksServer) (*JWKSCache, *fakeClock) {
 	t.Helper()
 	clock := newFakeClock()
@@ -110,12 +123,7 @@ func TestJWKSCacheRefetchesForANewlyPublishedKey(t *testing.T) {
 }
 
 func TestJWKSCacheThrottlesRefetchesForUnknownKids(t *testing.T) {
-	srv := newJWKSServer(t)
-	k := newTestKey(t, "k1")
-	srv.publish(okp(k))
-	cache, clock := newTestCache(t, srv)
-	_, err := cache.Key(t.Context(), k.kid)
-	require.NoError(t, err)
+	srv, k, cache, clock := warmCache(t)
 	require.EqualValues(t, 1, srv.hits.Load())
 
 	clock.Advance(cache.MinRefetchInterval)
@@ -136,7 +144,7 @@ func TestJWKSCacheThrottlesRefetchesForUnknownKids(t *testing.T) {
 	}
 
 	require.EqualValues(t, 2, srv.hits.Load(), "at most one fetch per MinRefetchInterval")
-	_, err = cache.Key(t.Context(), k.kid)
+	_, err := cache.Key(t.Context(), k.kid)
 	require.NoError(t, err, "known keys keep working while throttled")
 
 	clock.Advance(cache.MinRefetchInterval)
@@ -146,27 +154,17 @@ func TestJWKSCacheThrottlesRefetchesForUnknownKids(t *testing.T) {
 }
 
 func TestJWKSCacheRefreshesStaleKeys(t *testing.T) {
-	srv := newJWKSServer(t)
-	k := newTestKey(t, "k1")
-	srv.publish(okp(k))
-	cache, clock := newTestCache(t, srv)
-	_, err := cache.Key(t.Context(), k.kid)
-	require.NoError(t, err)
+	srv, k, cache, clock := warmCache(t)
 
 	clock.Advance(cache.RefreshInterval)
-	_, err = cache.Key(t.Context(), k.kid)
+	_, err := cache.Key(t.Context(), k.kid)
 
 	require.NoError(t, err)
 	require.EqualValues(t, 2, srv.hits.Load())
 }
 
 func TestJWKSCacheKeepsStaleKeysWhenTheServerFails(t *testing.T) {
-	srv := newJWKSServer(t)
-	k := newTestKey(t, "k1")
-	srv.publish(okp(k))
-	cache, clock := newTestCache(t, srv)
-	_, err := cache.Key(t.Context(), k.kid)
-	require.NoError(t, err)
+	srv, k, cache, clock := warmCache(t)
 
 	srv.Close()
 	clock.Advance(cache.RefreshInterval)
@@ -229,16 +227,11 @@ func TestJWKSCacheReportsAnUnreachableServer(t *testing.T) {
 }
 
 func TestJWKSCacheTellsAnUnknownKidFromUnavailableKeys(t *testing.T) {
-	srv := newJWKSServer(t)
-	k := newTestKey(t, "k1")
-	srv.publish(okp(k))
-	cache, clock := newTestCache(t, srv)
-	_, err := cache.Key(t.Context(), k.kid)
-	require.NoError(t, err)
+	srv, k, cache, clock := warmCache(t)
 
 	// The set was fetched and the kid is not in it: a forged or retired key.
 	clock.Advance(cache.MinRefetchInterval)
-	_, err = cache.Key(t.Context(), "forged")
+	_, err := cache.Key(t.Context(), "forged")
 	require.ErrorIs(t, err, ErrUnknownKey)
 
 	// The issuer is down: a new kid cannot be checked, known ones still can.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/mercato-dev/mercato/internal/cart"
@@ -24,7 +25,7 @@ import (
 // the cart has processed.
 func cartCommand() serviceCommand {
 	return serviceCommand{
-		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger) error {
+		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger, _ io.Writer) error {
 			cfg, err := cartConfig(env)
 			if err != nil {
 				return err

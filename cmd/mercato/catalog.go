@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/mercato-dev/mercato/internal/catalog"
@@ -20,7 +21,7 @@ import (
 //	MERCATO_NATS_STREAM_REPLICAS  JetStream stream replicas, 1..5            (1)
 func catalogCommand() serviceCommand {
 	return serviceCommand{
-		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger) error {
+		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger, _ io.Writer) error {
 			cfg, err := catalogConfig(env)
 			if err != nil {
 				return err

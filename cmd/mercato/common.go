@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -12,10 +13,11 @@ import (
 )
 
 // serviceCommand is how the binary runs one service: serve builds it from
-// the environment and runs it until ctx is cancelled; migrate only applies
-// its schema migrations.
+// the environment and runs it until ctx is cancelled, logging to logger,
+// whose lines go to logOut (for a hot path that writes whole lines itself);
+// migrate only applies its schema migrations.
 type serviceCommand struct {
-	serve   func(ctx context.Context, env *config.Env, logger *slog.Logger) error
+	serve   func(ctx context.Context, env *config.Env, logger *slog.Logger, logOut io.Writer) error
 	migrate func(ctx context.Context, env *config.Env) error
 }
 

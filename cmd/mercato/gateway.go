@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -41,8 +42,9 @@ import (
 // way every address it resolves to is used, round-robin.
 func gatewayCommand() serviceCommand {
 	return serviceCommand{
-		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger) error {
+		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger, logOut io.Writer) error {
 			cfg := readGatewayConfig(env)
+			cfg.AccessLog = logOut
 			if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
 				return fmt.Errorf("gateway config: %w", err)
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 
 	"github.com/mercato-dev/mercato/internal/identity"
@@ -46,7 +47,7 @@ func identityCommand() serviceCommand {
 		return cfg, errors.Join(env.Err(), cfg.Validate())
 	}
 	return serviceCommand{
-		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger) error {
+		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger, _ io.Writer) error {
 			cfg, err := read(env)
 			if err != nil {
 				return err

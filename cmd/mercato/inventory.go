@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/mercato-dev/mercato/internal/inventory"
@@ -22,7 +23,7 @@ import (
 //	                           released, 100ms..1h                         (5s)
 func inventoryCommand() serviceCommand {
 	return serviceCommand{
-		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger) error {
+		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger, _ io.Writer) error {
 			cfg, err := inventoryConfig(env)
 			if err != nil {
 				return err

@@ -254,7 +254,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		_ = shutdownTracing(flushCtx)
 	}()
 
-	err = svc.serve(ctx, env, logger)
+	err = svc.serve(ctx, env, logger, logOut)
 	switch {
 	case err == nil:
 		return 0

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 
 	"github.com/mercato-dev/mercato/internal/orders"
@@ -57,7 +58,7 @@ func ordersCommand() serviceCommand {
 		return cfg, errors.Join(env.Err(), cfg.Validate())
 	}
 	return serviceCommand{
-		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger) error {
+		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger, _ io.Writer) error {
 			cfg, err := read(env)
 			if err != nil {
 				return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 
 	"github.com/mercato-dev/mercato/internal/payments"
@@ -37,7 +38,7 @@ func paymentsCommand() serviceCommand {
 		return cfg, errors.Join(env.Err(), seedErr, cfg.Validate())
 	}
 	return serviceCommand{
-		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger) error {
+		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger, _ io.Writer) error {
 			cfg, err := read(env)
 			if err != nil {
 				return err

@@ -247,11 +247,12 @@ func startGatewayLogging(t testing.TB, adjust func(*Config), w io.Writer) *testG
 	for _, name := range []string{"inventory", "cart", "orders", "payments", "notifications"} {
 		cfg.Upstreams[name] = rest.addr
 	}
-	if adjust != nil {
-		adjust(&cfg)
-	}
 	if w == nil {
 		w = tg.logs
+	}
+	cfg.AccessLog = w
+	if adjust != nil {
+		adjust(&cfg)
 	}
 	logger := observability.NewLogger(w, "gateway", slog.LevelInfo)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -74,6 +75,10 @@ type Config struct {
 	TrustForwardedFor bool
 	// ShutdownTimeout bounds the graceful drain (15s by default).
 	ShutdownTimeout time.Duration
+	// AccessLog, when set, is the writer under the logger given to New:
+	// the access log then writes its lines there itself, in the logger's
+	// JSON shape (observability.AccessLog), rather than through slog.
+	AccessLog io.Writer
 }
 
 // Defaults fills unset fields.
@@ -161,6 +166,7 @@ type Gateway struct {
 	mux      *runtime.ServeMux
 	cors     corsPolicy
 	ids      *requestIDs
+	access   *observability.AccessLog
 	statuses map[string]int
 	routes   routeTable
 	apiDoc   []byte
@@ -188,6 +194,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		statuses: map[string]int{},
 	}
 
+	if cfg.AccessLog != nil {
+		g.access = observability.NewAccessLog(cfg.AccessLog, "gateway")
+	}
+
 	keys := cfg.Keys
 	var jwks *auth.JWKSCache
 	if keys == nil {
@@ -196,7 +206,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	}
 	g.verifier = auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
 
-	pool, err := dialUpstreams(cfg.Upstreams, reg)
+	pool, err := dialUpstreams(cfg.Upstreams)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +308,7 @@ func (g *Gateway) handler() http.Handler {
 	h = g.bodyLimit(h)
 	h = g.corsHandler(h)
 	h = g.tracing(h)
-	h = g.metrics.Middleware(h)
+	h = g.metricsMiddleware(h)
 	h = g.accessLog(h)
 	h = g.recovery(h)
 	h = g.requestID(h)

@@ -54,6 +54,27 @@ type exchange struct {
 
 type exchangeKey struct{}
 
+// routeOrUnmatched is the route pattern, or "unmatched" when no route
+// claimed the request.
+func (ex *exchange) routeOrUnmatched() string {
+	if ex.route == "" {
+		return "unmatched"
+	}
+	return ex.route
+}
+
+// status is the response status: 200 when the handler wrote nothing, 500
+// when it did not complete (it panicked, and recovery answers 500).
+func (ex *exchange) status(completed bool) int {
+	switch {
+	case !completed:
+		return http.StatusInternalServerError
+	case ex.rw.status == 0:
+		return http.StatusOK
+	}
+	return ex.rw.status
+}
+
 func exchangeFrom(ctx context.Context) *exchange {
 	ex, _ := ctx.Value(exchangeKey{}).(*exchange)
 	return ex
@@ -62,7 +83,6 @@ func exchangeFrom(ctx context.Context) *exchange {
 // setRoute records the matched route pattern for the access log, the
 // metrics and the span name.
 func setRoute(ctx context.Context, pattern string) {
-	observability.SetRoute(ctx, pattern)
 	ex := exchangeFrom(ctx)
 	if ex == nil || ex.route == pattern {
 		return
@@ -231,9 +251,10 @@ func (g *Gateway) recovery(next http.Handler) http.Handler {
 	})
 }
 
-// accessLog writes one line per request when it is done. request_id comes
-// from the context (the observability logger stamps it); trace_id is added
-// here because the span lives further in.
+// accessLog writes one line per request when it is done, with the request
+// id and, once the tracing middleware further in has started the span, the
+// trace id. It writes through Config.AccessLog when that is set, else
+// through the logger.
 func (g *Gateway) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -245,34 +266,57 @@ func (g *Gateway) accessLog(next http.Handler) http.Handler {
 		completed := false
 		defer func() {
 			ex := exchangeFrom(ctx)
-			status := ex.rw.status
-			switch {
-			case !completed:
-				status = http.StatusInternalServerError // panicking; recovery answers 500
-			case status == 0:
-				status = http.StatusOK
+			rec := observability.AccessRecord{
+				Method:    r.Method,
+				Route:     ex.routeOrUnmatched(),
+				Path:      r.URL.Path,
+				Status:    ex.status(completed),
+				Duration:  time.Since(start),
+				Bytes:     ex.rw.bytes,
+				ClientIP:  ex.clientIP,
+				UserID:    ex.userID,
+				RequestID: ex.requestID,
 			}
-			route := ex.route
-			if route == "" {
-				route = "unmatched"
+			if ex.traceID.IsValid() {
+				rec.TraceID = ex.traceID.String()
+			}
+			if g.access != nil {
+				g.access.Write(&rec)
+				return
 			}
 			attrs := make([]slog.Attr, 0, 10)
 			attrs = append(attrs,
-				slog.String("method", r.Method),
-				slog.String("route", route),
-				slog.String("path", r.URL.Path),
-				slog.Int("status", status),
-				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-				slog.Int64("bytes", ex.rw.bytes),
-				slog.String("client_ip", ex.clientIP),
+				slog.String("method", rec.Method),
+				slog.String("route", rec.Route),
+				slog.String("path", rec.Path),
+				slog.Int("status", rec.Status),
+				slog.Float64("duration_ms", float64(rec.Duration.Microseconds())/1000),
+				slog.Int64("bytes", rec.Bytes),
+				slog.String("client_ip", rec.ClientIP),
 			)
-			if ex.traceID.IsValid() {
-				attrs = append(attrs, slog.String("trace_id", ex.traceID.String()))
+			if rec.TraceID != "" {
+				attrs = append(attrs, slog.String("trace_id", rec.TraceID))
 			}
-			if ex.userID != "" {
-				attrs = append(attrs, slog.String("user_id", ex.userID))
+			if rec.UserID != "" {
+				attrs = append(attrs, slog.String("user_id", rec.UserID))
 			}
+			// request_id comes from the context: the logger stamps it.
 			g.log.LogAttrs(ctx, slog.LevelInfo, "request served", attrs...)
+		}()
+		next.ServeHTTP(w, r)
+		completed = true
+	})
+}
+
+// metricsMiddleware records the RED metrics of every request, labelled by
+// its route pattern. A panicking request counts as the 500 it becomes.
+func (g *Gateway) metricsMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		completed := false
+		defer func() {
+			ex := exchangeFrom(r.Context())
+			g.metrics.Observe(r.Method, ex.routeOrUnmatched(), ex.status(completed), time.Since(start))
 		}()
 		next.ServeHTTP(w, r)
 		completed = true

@@ -22,7 +22,7 @@ var jsonMarshaler = &runtime.JSONPb{
 // header mapping, status codes and problem-details errors.
 func (g *Gateway) newTranscoder() *runtime.ServeMux {
 	return runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &planMarshaler{JSONPb: jsonMarshaler}),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),

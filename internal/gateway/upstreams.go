@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
@@ -122,8 +121,7 @@ type upstreamPool struct {
 	targets map[string]string
 }
 
-func dialUpstreams(targets map[string]string, reg prometheus.Registerer) (*upstreamPool, error) {
-	metrics := observability.NewGRPCClientMetrics(reg)
+func dialUpstreams(targets map[string]string) (*upstreamPool, error) {
 	p := &upstreamPool{conns: map[string]*grpc.ClientConn{}, targets: targets}
 	for _, u := range upstreams {
 		serviceConfig, err := serviceConfigJSON(u.retryable)
@@ -138,7 +136,9 @@ func dialUpstreams(targets map[string]string, reg prometheus.Registerer) (*upstr
 			// grpc-go's default enforcement policy, which answers idle
 			// pings with GOAWAY.
 			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-			grpc.WithChainUnaryInterceptor(markUpstreamCall, observability.UnaryClientTracing(propagator), metrics.UnaryClientInterceptor()),
+			// No client-side RPC metrics: each route is one RPC, measured
+			// by the route's metrics here and by the service's own.
+			grpc.WithChainUnaryInterceptor(markUpstreamCall, observability.UnaryClientTracing(propagator)),
 			grpc.WithUserAgent("mercato-gateway"),
 		)
 		if err != nil {

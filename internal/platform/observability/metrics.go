@@ -1,9 +1,9 @@
 package observability
 
 import (
-	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -49,10 +49,25 @@ var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 // HTTPMetrics records RED metrics per route: http_requests_total and
 // http_request_duration_seconds, labelled by method, route and status code.
 // The route is a pattern (never a raw path, which would explode label
-// cardinality), set by the router through SetRoute.
+// cardinality) and the method one of HTTP's own (anything else is
+// "OTHER"), so a client cannot mint new series.
 type HTTPMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// series caches the label children of each (method, route, code):
+	// WithLabelValues hashes and compares every label value on every call,
+	// twice per request.
+	series sync.Map // httpSeriesKey -> *httpSeries
+}
+
+type httpSeriesKey struct {
+	method, route string
+	code          int
+}
+
+type httpSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // NewHTTPMetrics registers the HTTP metrics on reg.
@@ -69,72 +84,28 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 	return m
 }
 
-type routeKey struct{}
-
-// SetRoute records the matched route pattern for the metrics middleware
-// wrapping this request. It is a no-op outside that middleware.
-func SetRoute(ctx context.Context, route string) {
-	if p, ok := ctx.Value(routeKey{}).(*string); ok {
-		*p = route
+// Observe records one request served on route (a pattern) with status
+// code, which took elapsed.
+func (m *HTTPMetrics) Observe(method, route string, code int, elapsed time.Duration) {
+	key := httpSeriesKey{method: metricMethod(method), route: route, code: code}
+	v, ok := m.series.Load(key)
+	if !ok {
+		v, _ = m.series.LoadOrStore(key, &httpSeries{
+			requests: m.requests.WithLabelValues(key.method, route, strconv.Itoa(code)),
+			duration: m.duration.WithLabelValues(key.method, route),
+		})
 	}
+	s := v.(*httpSeries)
+	s.requests.Inc()
+	s.duration.Observe(elapsed.Seconds())
 }
 
-// Middleware measures next. Requests that no router claimed are labelled
-// route="unmatched".
-func (m *HTTPMetrics) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		route := "unmatched"
-		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, &route))
-		sw := &StatusRecorder{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		m.requests.WithLabelValues(r.Method, route, strconv.Itoa(sw.Status())).Inc()
-		m.duration.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
-	})
-}
-
-// StatusRecorder remembers the status code written through it.
-type StatusRecorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int
-}
-
-// WriteHeader records the status.
-func (s *StatusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
+// metricMethod maps the request method to a label value from a fixed set.
+func metricMethod(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
 	}
-	s.ResponseWriter.WriteHeader(code)
+	return "OTHER"
 }
-
-// Write records an implicit 200 and the size.
-func (s *StatusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	n, err := s.ResponseWriter.Write(b)
-	s.bytes += n
-	return n, err
-}
-
-// Status returns the status written, 200 if none was.
-func (s *StatusRecorder) Status() int {
-	if s.status == 0 {
-		return http.StatusOK
-	}
-	return s.status
-}
-
-// Bytes returns the number of body bytes written.
-func (s *StatusRecorder) Bytes() int { return s.bytes }
-
-// Flush lets streaming handlers flush through the recorder.
-func (s *StatusRecorder) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap exposes the underlying writer to http.ResponseController.
-func (s *StatusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
@@ -37,27 +38,25 @@ func TestLoggerStampsServiceRequestAndTrace(t *testing.T) {
 	require.Equal(t, "p1", rec["product_id"])
 }
 
-func TestHTTPMetricsLabelRoutesByPattern(t *testing.T) {
+func TestHTTPMetricsLabelRoutesAndMethodsFromFixedSets(t *testing.T) {
 	reg := observability.NewRegistry()
 	m := observability.NewHTTPMetrics(reg)
-	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/v1/products/") {
-			observability.SetRoute(r.Context(), "/api/v1/products/{id}")
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	}))
-	for _, p := range []string{"/api/v1/products/a", "/api/v1/products/b", "/elsewhere"} {
-		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, p, nil))
-	}
+	m.Observe(http.MethodGet, "/api/v1/products/{id}", http.StatusNotFound, time.Millisecond)
+	m.Observe(http.MethodGet, "/api/v1/products/{id}", http.StatusNotFound, 3*time.Millisecond)
+	m.Observe(http.MethodGet, "/api/v1/products/{id}", http.StatusOK, time.Millisecond)
+	m.Observe("BREW", "unmatched", http.StatusNotImplemented, time.Millisecond)
+	m.Observe("STEEP", "unmatched", http.StatusNotImplemented, time.Millisecond)
 
 	rec := httptest.NewRecorder()
 	observability.MetricsHandler(reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	body := rec.Body.String()
 	require.Contains(t, body, `http_requests_total{code="404",method="GET",route="/api/v1/products/{id}"} 2`)
-	require.Contains(t, body, `http_requests_total{code="200",method="GET",route="unmatched"} 1`)
-	require.NotContains(t, body, "/api/v1/products/a", "raw paths never become labels")
+	require.Contains(t, body, `http_requests_total{code="200",method="GET",route="/api/v1/products/{id}"} 1`)
+	require.Contains(t, body, `http_request_duration_seconds_count{method="GET",route="/api/v1/products/{id}"} 3`)
+	require.Contains(t, body, `http_request_duration_seconds_sum{method="GET",route="/api/v1/products/{id}"} 0.005`)
+	require.Contains(t, body, `http_requests_total{code="501",method="OTHER",route="unmatched"} 2`,
+		"methods outside HTTP's own share one label value")
+	require.NotContains(t, body, "BREW")
 	require.Contains(t, body, "go_goroutines", "runtime collectors are registered")
 }
 

@@ -19,8 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-
 	"github.com/mercato-dev/mercato/internal/gen"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/config"
@@ -156,21 +154,21 @@ func validOrigin(o string) bool {
 // Gateway is the running gateway: listeners bound, upstream connections
 // open. Call Run once.
 type Gateway struct {
-	cfg      Config
-	log      *slog.Logger
-	srv      *server.HTTPServer
-	pool     *upstreamPool
-	verifier *auth.Verifier
-	limits   *rateLimits
-	metrics  *observability.HTTPMetrics
-	mux      *runtime.ServeMux
-	cors     corsPolicy
-	ids      *requestIDs
-	access   *observability.AccessLog
-	statuses map[string]int
-	routes   routeTable
-	apiDoc   []byte
-	apiHTML  []byte
+	cfg       Config
+	log       *slog.Logger
+	srv       *server.HTTPServer
+	pool      *upstreamPool
+	verifier  *auth.Verifier
+	limits    *rateLimits
+	metrics   *observability.HTTPMetrics
+	transcode *transcoders
+	cors      corsPolicy
+	ids       *requestIDs
+	access    *observability.AccessLog
+	statuses  map[string]int
+	routes    routeTable
+	apiDoc    []byte
+	apiHTML   []byte
 }
 
 // New builds the gateway: it opens one connection per upstream (connecting
@@ -217,14 +215,17 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		}
 	}()
 	g.pool = pool
-	g.mux = g.newTranscoder()
 	for _, u := range upstreams {
-		if err := u.register(ctx, g.mux, pool.conn(u.name)); err != nil {
-			return nil, fmt.Errorf("register %s routes: %w", u.name, err)
-		}
 		for method, code := range u.statuses {
 			g.statuses[method] = code
 		}
+	}
+	routes, err := upstreamRoutes(gen.OpenAPI, UpstreamNames())
+	if err != nil {
+		return nil, fmt.Errorf("openapi: %w", err)
+	}
+	if g.transcode, err = g.newTranscoders(ctx, pool, routes); err != nil {
+		return nil, err
 	}
 
 	// Only what the gateway serves is documented.
@@ -331,7 +332,7 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
 	case "/docs":
 		g.serveStatic(w, r, "/docs", "text/html; charset=utf-8", g.apiHTML)
 	default:
-		g.mux.ServeHTTP(w, r)
+		g.transcode.ServeHTTP(w, r)
 	}
 }
 

@@ -190,6 +190,39 @@ func sameJSON(a, b json.RawMessage) bool {
 	return bytes.Equal(ca.Bytes(), cb.Bytes())
 }
 
+// upstreamRoutes returns the route templates of each service's OpenAPI
+// document (<service>/v1/*.swagger.json in fsys), such as
+// /api/v1/products/{id}.
+func upstreamRoutes(fsys fs.FS, services []string) (map[string][]string, error) {
+	routes := map[string][]string{}
+	for _, service := range services {
+		files, err := fs.Glob(fsys, service+"/v1/*.swagger.json")
+		if err != nil {
+			return nil, fmt.Errorf("find documents: %w", err)
+		}
+		if len(files) == 0 {
+			return nil, fmt.Errorf("no OpenAPI document for %s", service)
+		}
+		for _, name := range files {
+			raw, err := fs.ReadFile(fsys, name)
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", name, err)
+			}
+			var doc struct {
+				Paths map[string]json.RawMessage `json:"paths"`
+			}
+			if err := json.Unmarshal(raw, &doc); err != nil {
+				return nil, fmt.Errorf("parse %s: %w", name, err)
+			}
+			for path := range doc.Paths {
+				routes[service] = append(routes[service], path)
+			}
+		}
+		sort.Strings(routes[service])
+	}
+	return routes, nil
+}
+
 // routeTable finds the route template of a request path. The transcoding
 // mux is what routes requests; this only names the route of a request
 // refused before reaching it (401, 429, …) for logs and metrics.

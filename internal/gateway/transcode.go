@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -80,4 +83,81 @@ func (g *Gateway) forwardResponse(ctx context.Context, w http.ResponseWriter, _ 
 		w.WriteHeader(code)
 	}
 	return nil
+}
+
+// transcoders routes each request to a grpc-gateway mux holding only the
+// services with routes under the request's resource: its path up to the
+// third segment, such as /api/v1/products. grpc-gateway tries a method's
+// routes one by one, copying the path and matching it against each, and
+// with every service on one mux a product read went past a dozen other
+// routes first. A resource that no route names goes to the mux of every
+// service, which answers 404 or 405 as before.
+type transcoders struct {
+	byResource map[string]*runtime.ServeMux
+	all        *runtime.ServeMux
+}
+
+// newTranscoders registers every upstream's routes on the shared mux and
+// on the mux of each resource it serves. routes are the route templates
+// of each upstream; if one has a variable within its resource, requests
+// cannot be told apart by resource and everything goes to the shared mux.
+func (g *Gateway) newTranscoders(ctx context.Context, pool *upstreamPool, routes map[string][]string) (*transcoders, error) {
+	t := &transcoders{byResource: map[string]*runtime.ServeMux{}, all: g.newTranscoder()}
+	for _, u := range upstreams {
+		if err := u.register(ctx, t.all, pool.conn(u.name)); err != nil {
+			return nil, fmt.Errorf("register %s routes: %w", u.name, err)
+		}
+	}
+	servedBy := map[string][]string{} // resource -> upstreams, in upstream order
+	for _, u := range upstreams {
+		for _, route := range routes[u.name] {
+			res := resource(route)
+			if strings.Contains(res, "{") {
+				return &transcoders{all: t.all}, nil
+			}
+			if !slices.Contains(servedBy[res], u.name) {
+				servedBy[res] = append(servedBy[res], u.name)
+			}
+		}
+	}
+	bySet := map[string]*runtime.ServeMux{} // one mux per set of upstreams
+	for res, names := range servedBy {
+		set := strings.Join(names, ",")
+		mux, ok := bySet[set]
+		if !ok {
+			mux = g.newTranscoder()
+			for _, u := range upstreams {
+				if slices.Contains(names, u.name) {
+					if err := u.register(ctx, mux, pool.conn(u.name)); err != nil {
+						return nil, fmt.Errorf("register %s routes: %w", u.name, err)
+					}
+				}
+			}
+			bySet[set] = mux
+		}
+		t.byResource[res] = mux
+	}
+	return t, nil
+}
+
+func (t *transcoders) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if mux, ok := t.byResource[resource(r.URL.Path)]; ok {
+		mux.ServeHTTP(w, r)
+		return
+	}
+	t.all.ServeHTTP(w, r)
+}
+
+// resource returns path up to its third segment: /api/v1/products for
+// /api/v1/products/{id}, and the whole of a shorter path.
+func resource(path string) string {
+	slashes := 0
+	for i := 1; i < len(path); i++ {
+		if path[i] == '/' {
+			if slashes++; slashes == 3 {
+				return path[:i]
+			}
+		}
+	}
+	return path
 }

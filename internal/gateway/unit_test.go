@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mercato-dev/mercato/internal/gen"
+	"github.com/mercato-dev/mercato/internal/platform/auth"
 )
 
 func TestLimiterSet(t *testing.T) {
@@ -205,4 +207,54 @@ func TestRouteTable(t *testing.T) {
 	require.Equal(t, "/api/v1/orders/{id}/cancel", rt.match("/api/v1/orders/o1/cancel"))
 	require.Equal(t, "/docs", rt.match("/docs"))
 	require.Equal(t, "", rt.match("/api/v1/products/p1/extra/more"))
+}
+
+func TestResourceIsThePathUpToItsThirdSegment(t *testing.T) {
+	for path, want := range map[string]string{
+		"/api/v1/products/p1":        "/api/v1/products",
+		"/api/v1/products":           "/api/v1/products",
+		"/api/v1/products/":          "/api/v1/products",
+		"/api/v1/orders/o1/events":   "/api/v1/orders",
+		"/.well-known/jwks.json":     "/.well-known/jwks.json",
+		"/api/v1/cart/items/{id}":    "/api/v1/cart",
+		"/":                          "/",
+		"":                           "",
+		"/api/v1/products/p1/extra/": "/api/v1/products",
+	} {
+		require.Equal(t, want, resource(path), path)
+	}
+}
+
+// Every documented route reaches its service through the mux its
+// resource is sent to: none is answered by the gateway's own routing
+// errors, and a path outside every resource still is.
+func TestEveryRouteReachesItsService(t *testing.T) {
+	tg := startGateway(t, func(c *Config) { c.RateLimitRPS = 0 })
+	admin := bearer(tg.issuer.Token("admin-1", auth.RoleAdmin))
+	routes, err := upstreamRoutes(gen.OpenAPI, UpstreamNames())
+	require.NoError(t, err)
+	doc, _, err := mergeOpenAPI(gen.OpenAPI, UpstreamNames(), nil)
+	require.NoError(t, err)
+	paths := doc["paths"].(map[string]any)
+	checked := 0
+	for _, name := range UpstreamNames() {
+		for _, route := range routes[name] {
+			path := regexp.MustCompile(`\{[^}]+\}`).ReplaceAllString(route, "x1")
+			for method := range paths[route].(map[string]any) {
+				resp, body := tg.do(t, strings.ToUpper(method), path, strings.NewReader("{}"), admin)
+				require.NotContains(t, string(body), "no such route", "%s %s", method, route)
+				require.NotContains(t, string(body), "method not allowed on this route", "%s %s", method, route)
+				require.NotEqual(t, http.StatusMethodNotAllowed, resp.StatusCode, "%s %s", method, route)
+				checked++
+			}
+		}
+	}
+	require.Greater(t, checked, 20)
+
+	resp, body := tg.do(t, http.MethodGet, "/api/v1/nothing/here", nil, nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.Contains(t, string(body), "no such route")
+	resp, body = tg.do(t, http.MethodPut, "/api/v1/products/p1", strings.NewReader("{}"), admin)
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	require.Contains(t, string(body), "method not allowed on this route")
 }

@@ -299,7 +299,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 //  10. authorization  the route policy: 401 anonymous, 403 non-admin
 //  11. timeout        the request deadline, which becomes the gRPC deadline
 //
-// then the OpenAPI routes or the transcoding mux.
+// then the OpenAPI routes or the transcoding muxes.
 func (g *Gateway) handler() http.Handler {
 	var h http.Handler = http.HandlerFunc(g.route)
 	h = g.timeout(h)
@@ -324,7 +324,7 @@ func (g *Gateway) handler() http.Handler {
 }
 
 // route sends the documentation routes to their handlers and everything
-// else to the transcoding mux.
+// else to the transcoding muxes.
 func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/openapi.json":

@@ -55,7 +55,12 @@ func (m *planMarshaler) plan(md protoreflect.MessageDescriptor) *messagePlan {
 	if p, ok := m.plans.Load(md); ok {
 		return p.(*messagePlan)
 	}
-	p := buildPlan(md, map[protoreflect.FullName]*messagePlan{})
+	var p *messagePlan
+	// A well-known type has a JSON form of its own (a Timestamp is a
+	// string), also as the whole response.
+	if md.ParentFile().Package() != "google.protobuf" {
+		p = buildPlan(md, map[protoreflect.FullName]*messagePlan{})
+	}
 	m.plans.Store(md, p)
 	return p
 }

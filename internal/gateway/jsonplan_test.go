@@ -13,7 +13,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	catalogv1 "github.com/mercato-dev/mercato/internal/gen/catalog/v1"
 )
@@ -73,6 +77,18 @@ func TestPlansWriteWhatProtojsonWrites(t *testing.T) {
 		}
 	}
 	require.Greater(t, planned, 30, "most messages have plans")
+
+	// Well-known types, also as the whole response, keep their own forms.
+	for _, m := range []proto.Message{
+		timestamppb.New(time.Unix(1795260316, 191683000)), durationpb.New(1500 * time.Millisecond),
+		wrapperspb.String("x"), &fieldmaskpb.FieldMask{Paths: []string{"a.b", "c"}}, &emptypb.Empty{},
+	} {
+		want, err := jsonMarshaler.Marshal(m)
+		require.NoError(t, err)
+		got, err := pm.Marshal(m)
+		require.NoError(t, err)
+		require.Equal(t, compact(t, want), compact(t, got), "%T", m)
+	}
 
 	// The hot responses must keep theirs.
 	for _, m := range []proto.Message{&catalogv1.Product{}, &catalogv1.ListProductsResponse{}} {

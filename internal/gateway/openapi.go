@@ -224,7 +224,7 @@ func upstreamRoutes(fsys fs.FS, services []string) (map[string][]string, error) 
 }
 
 // routeTable finds the route template of a request path. The transcoding
-// mux is what routes requests; this only names the route of a request
+// muxes are what route requests; this only names the route of a request
 // refused before reaching it (401, 429, …) for logs and metrics.
 type routeTable []routeTemplate
 

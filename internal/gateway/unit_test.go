@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
 
 	"github.com/mercato-dev/mercato/internal/gen"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
@@ -257,4 +260,47 @@ func TestEveryRouteReachesItsService(t *testing.T) {
 	resp, body = tg.do(t, http.MethodPut, "/api/v1/products/p1", strings.NewReader("{}"), admin)
 	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 	require.Contains(t, string(body), "method not allowed on this route")
+}
+
+// The per-resource muxes are worked out from the OpenAPI documents, so
+// every HTTP binding a service registers must be in its document; a binding
+// left out (a hidden operation) could land on a mux without its service.
+func TestOpenAPIDocumentsEveryBinding(t *testing.T) {
+	routes, err := upstreamRoutes(gen.OpenAPI, UpstreamNames())
+	require.NoError(t, err)
+	bindings := 0
+	for _, name := range UpstreamNames() {
+		raw, err := os.ReadFile(filepath.Join("..", "..", "api", "proto", name, "v1", name+".http.yaml"))
+		require.NoError(t, err)
+		var cfg struct {
+			HTTP struct {
+				Rules []httpRule `json:"rules"`
+			} `json:"http"`
+		}
+		require.NoError(t, yaml.Unmarshal(raw, &cfg))
+		var walk func([]httpRule)
+		walk = func(rules []httpRule) {
+			for _, r := range rules {
+				for _, path := range []string{r.Get, r.Put, r.Post, r.Patch, r.Delete} {
+					if path != "" {
+						require.Contains(t, routes[name], path, "%s: %s is bound but not documented", name, r.Selector)
+						bindings++
+					}
+				}
+				walk(r.AdditionalBindings)
+			}
+		}
+		walk(cfg.HTTP.Rules)
+	}
+	require.Greater(t, bindings, 20)
+}
+
+type httpRule struct {
+	Selector           string     `json:"selector"`
+	Get                string     `json:"get"`
+	Put                string     `json:"put"`
+	Post               string     `json:"post"`
+	Patch              string     `json:"patch"`
+	Delete             string     `json:"delete"`
+	AdditionalBindings []httpRule `json:"additional_bindings"`
 }

@@ -20,7 +20,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/mercato-dev/mercato/internal/gen/orders/v1"
 	"github.com/mercato-dev/mercato/internal/orders"
@@ -136,9 +138,17 @@ func testCrashRecovery(t *testing.T, dbURL, point string) {
 	require.NoError(t, err)
 	defer conn.Close()
 	c := &component{client: ordersv1.NewOrdersServiceClient(conn), issuer: issuer, n: n}
-	placed, err := c.client.PlaceOrder(c.as(t, "u-crash", auth.RoleCustomer, "crash-1"),
-		placeRequest(&ordersv1.OrderItemInput{ProductId: "prod-mug", Quantity: 3}))
-	require.NoError(t, err)
+	place := func() (*ordersv1.Order, error) {
+		return c.client.PlaceOrder(c.as(t, "u-crash", auth.RoleCustomer, "crash-1"),
+			placeRequest(&ordersv1.OrderItemInput{ProductId: "prod-mug", Quantity: 3}))
+	}
+	// The saga starts as soon as the order commits, so at the earliest
+	// points the process may die before its answer is out: the client then
+	// sees UNAVAILABLE, as a real one would, and retries below.
+	placed, placeErr := place()
+	if placeErr != nil {
+		require.Equal(t, codes.Unavailable, status.Code(placeErr), "%v", placeErr)
+	}
 
 	select {
 	case err := <-exited:
@@ -166,6 +176,14 @@ func testCrashRecovery(t *testing.T, dbURL, point string) {
 	require.NoError(t, err)
 	defer conn2.Close()
 	c.client = ordersv1.NewOrdersServiceClient(conn2)
+	// Retrying with the same idempotency key finds the order the first
+	// life placed, whether or not that life answered.
+	again, err := place()
+	require.NoError(t, err)
+	if placeErr == nil {
+		require.Equal(t, placed.GetId(), again.GetId())
+	}
+	placed = again
 	userCtx := c.as(t, "u-crash", auth.RoleCustomer, "")
 	c.waitStatus(t, userCtx, placed.GetId(), "confirmed")
 

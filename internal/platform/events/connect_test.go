@@ -12,6 +12,7 @@ import (
 
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
+	"github.com/mercato-dev/mercato/internal/platform/events/natstest"
 )
 
 func TestConnectCreatesTheStreamsAndReportsReadiness(t *testing.T) {
@@ -138,4 +139,38 @@ func natsURLWithNoServer(t *testing.T) string {
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
 	return "nats://" + addr
+}
+
+// EnsureStreams brings a stream that drifted back to the configuration, and
+// leaves a stream that has it alone: every process calls it at start, and
+// an update each time would rewrite the streams for nothing.
+func TestEnsureStreamsUpdatesOnlyWhatDiffers(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Start(t))
+	require.NoError(t, events.EnsureStreams(t.Context(), js, 1))
+
+	updated, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.UPDATED.>")
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+
+	// Nothing differs: no update.
+	require.NoError(t, events.EnsureStreams(t.Context(), js, 1))
+	// Someone changes one stream; EnsureStreams changes it back.
+	orders, err := js.Stream(t.Context(), events.StreamOrders)
+	require.NoError(t, err)
+	drifted := orders.CachedInfo().Config
+	drifted.Description = "changed by hand"
+	_, err = js.UpdateStream(t.Context(), drifted)
+	require.NoError(t, err)
+	require.NoError(t, events.EnsureStreams(t.Context(), js, 1))
+
+	// The server sends advisories in order: the first is the hand-made
+	// update (none came from the call before it), the second undid it.
+	for range 2 {
+		msg, err := updated.NextMsg(waitFor)
+		require.NoError(t, err)
+		require.Equal(t, "$JS.EVENT.ADVISORY.STREAM.UPDATED."+events.StreamOrders, msg.Subject)
+	}
+	orders, err = js.Stream(t.Context(), events.StreamOrders)
+	require.NoError(t, err)
+	require.Equal(t, "orders events", orders.CachedInfo().Config.Description)
 }

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -82,12 +83,22 @@ func streamConfigs(replicas int) []jetstream.StreamConfig {
 // configuration: file storage, the given number of replicas (1 for a single
 // server, 3 on a cluster) and a DuplicateWindow for de-duplication. It is
 // idempotent; every process that publishes or consumes may call it at start.
+//
+// A stream that already has this configuration is left alone: JetStream
+// answers a create with the same configuration with the stream as it is,
+// whereas an update rewrites the stream's configuration even when nothing
+// changed (a Raft proposal on a cluster), while other processes starting at
+// the same time create their consumers on it.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	if replicas < 1 || replicas > 5 {
 		return fmt.Errorf("%w: stream replicas %d not in 1..5", ErrInvalidConfig, replicas)
 	}
 	for _, cfg := range streamConfigs(replicas) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		_, err := js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			_, err = js.UpdateStream(ctx, cfg) // it exists with another configuration
+		}
+		if err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}

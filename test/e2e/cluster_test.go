@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -280,8 +281,10 @@ func (c *cluster) waitRoutable(t *testing.T, service string) {
 	t.Helper()
 	path, ok := routeProbes[service]
 	require.True(t, ok, "no route probe for %s", service)
+	// Also called from cleanups, after the test's context is cancelled.
+	ctx := context.WithoutCancel(t.Context())
 	waitFor(t, startTimeout, "the gateway reaches "+service, func() (bool, string) {
-		r, err := c.send(t.Context(), http.MethodGet, path, c.admin, nil)
+		r, err := c.send(ctx, http.MethodGet, path, c.admin, nil)
 		if err != nil {
 			return false, err.Error()
 		}

@@ -117,6 +117,10 @@ var (
 			r.requireFaultFired(t, string(domain.PaymentAuthorized))
 			r.c.kill(t, "inventory")
 			r.arm(t, r.point)
+			if p.id == "" {
+				// The crash beat the answer out.
+				r.retryPlace(t, p)
+			}
 			r.cancel(t, p)
 			if r.point != string(domain.CancellationRequested) {
 				r.c.restart(t, "inventory")
@@ -240,15 +244,8 @@ func testCrash(t *testing.T, c *cluster, point string, sc crashScenario) {
 	if sc.recover != nil {
 		sc.recover(t, r)
 	}
-	// A client whose answer was lost retries with the same key: it gets
-	// the order the first request created, or creates it now.
 	for _, p := range r.placed {
-		var o order
-		c.placeOrder(t, r.user, p.key, p.body).decode(t, http.StatusAccepted, &o)
-		if p.id != "" {
-			require.Equal(t, p.id, o.ID, "a retry with the same key is the same order")
-		}
-		p.id = o.ID
+		r.retryPlace(t, p)
 	}
 
 	sold := 0
@@ -301,6 +298,19 @@ func (r *crashRun) place(t *testing.T, body checkout) *placement {
 	reply.decode(t, http.StatusAccepted, &o)
 	p.id = o.ID
 	return p
+}
+
+// retryPlace is a client whose answer may have been lost sending the
+// checkout again with the same key: it gets the order the first request
+// created, or creates it now.
+func (r *crashRun) retryPlace(t *testing.T, p *placement) {
+	t.Helper()
+	var o order
+	r.c.placeOrder(t, r.user, p.key, p.body).decode(t, http.StatusAccepted, &o)
+	if p.id != "" {
+		require.Equal(t, p.id, o.ID, "a retry with the same key is the same order")
+	}
+	p.id = o.ID
 }
 
 func (r *crashRun) placedIDs() []string {

@@ -21,11 +21,11 @@ var jsonMarshaler = &runtime.JSONPb{
 	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 }
 
-// newTranscoder returns the grpc-gateway mux with the gateway's marshaler,
-// header mapping, status codes and problem-details errors.
-func (g *Gateway) newTranscoder() *runtime.ServeMux {
+// newTranscoder returns a grpc-gateway mux writing JSON with json, and the
+// gateway's header mapping, status codes and problem-details errors.
+func (g *Gateway) newTranscoder(json runtime.Marshaler) *runtime.ServeMux {
 	return runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &planMarshaler{JSONPb: jsonMarshaler}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, json),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
@@ -102,7 +102,8 @@ type transcoders struct {
 // of each upstream; if one has a variable within its resource, requests
 // cannot be told apart by resource and everything goes to the shared mux.
 func (g *Gateway) newTranscoders(ctx context.Context, pool *upstreamPool, routes map[string][]string) (*transcoders, error) {
-	t := &transcoders{byResource: map[string]*runtime.ServeMux{}, all: g.newTranscoder()}
+	json := &planMarshaler{JSONPb: jsonMarshaler} // one plan cache for every mux
+	t := &transcoders{byResource: map[string]*runtime.ServeMux{}, all: g.newTranscoder(json)}
 	for _, u := range upstreams {
 		if err := u.register(ctx, t.all, pool.conn(u.name)); err != nil {
 			return nil, fmt.Errorf("register %s routes: %w", u.name, err)
@@ -125,7 +126,7 @@ func (g *Gateway) newTranscoders(ctx context.Context, pool *upstreamPool, routes
 		set := strings.Join(names, ",")
 		mux, ok := bySet[set]
 		if !ok {
-			mux = g.newTranscoder()
+			mux = g.newTranscoder(json)
 			for _, u := range upstreams {
 				if slices.Contains(names, u.name) {
 					if err := u.register(ctx, mux, pool.conn(u.name)); err != nil {

@@ -280,26 +280,17 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.nc.Close()
 	return s.srv.Run(ctx,
 		s.relay.Run,
-		func(ctx context.Context) error { return s.keys.Run(ctx, s.cfg.KeyRefreshInterval) },
-		s.pruneSessions,
+		server.Every(s.cfg.KeyRefreshInterval, s.keys.Maintain),
+		server.Every(sessionPruneInterval, s.pruneSessions),
 	)
 }
 
-func (s *Service) pruneSessions(ctx context.Context) error {
-	t := time.NewTicker(sessionPruneInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		n, err := s.sessions.PruneExpired(ctx, time.Now())
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.log.WarnContext(ctx, "prune refresh tokens failed", "error", err.Error())
-		case n > 0:
-			s.log.InfoContext(ctx, "expired refresh tokens pruned", "count", n)
-		}
+func (s *Service) pruneSessions(ctx context.Context) {
+	n, err := s.sessions.PruneExpired(ctx, time.Now())
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.WarnContext(ctx, "prune refresh tokens failed", "error", err.Error())
+	case n > 0:
+		s.log.InfoContext(ctx, "expired refresh tokens pruned", "count", n)
 	}
 }

@@ -406,7 +406,7 @@ func crashHook(point string, logger *slog.Logger) app.FaultHook {
 // connections and the database. It returns the error that stopped the
 // service, or nil after a graceful stop. Call it once.
 func (s *Service) Run(ctx context.Context) error {
-	err := s.server.Run(ctx, s.relay.Run, s.saga.Run, s.orders.RunKeyRetention)
+	err := s.server.Run(ctx, s.relay.Run, s.saga.Run, server.Every(s.orders.KeyRetentionInterval(), s.orders.RetainKeys))
 	closeErr := errors.Join(closeConns(s.conns), events.Drain(s.nc), s.db.Close())
 	if closeErr != nil {
 		s.log.WarnContext(ctx, "closing orders resources failed", "error", closeErr)

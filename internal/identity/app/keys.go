@@ -108,22 +108,12 @@ func (r *KeyRing) Rotate(ctx context.Context) error {
 	return r.Reload(ctx)
 }
 
-// Run rotates and reloads every interval until ctx ends, so this replica
-// signs with the key the others sign with and publishes what they publish.
-// Failures are logged and retried at the next tick. It is a server
-// component.
-func (r *KeyRing) Run(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if err := r.Rotate(ctx); err != nil && ctx.Err() == nil {
-			r.log.WarnContext(ctx, "signing key maintenance failed", "error", err.Error())
-		}
+// Maintain rotates and reloads, logging a failure; run every refresh
+// interval, it keeps this replica signing with the key the others sign
+// with and publishing what they publish.
+func (r *KeyRing) Maintain(ctx context.Context) {
+	if err := r.Rotate(ctx); err != nil && ctx.Err() == nil {
+		r.log.WarnContext(ctx, "signing key maintenance failed", "error", err.Error())
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mercato-dev/mercato/internal/inventory/app"
+	"github.com/mercato-dev/mercato/internal/platform/server"
 )
 
 // ExpirySweeper releases overdue reservations every interval. Several
@@ -26,20 +27,16 @@ func NewExpirySweeper(inv *app.Inventory, interval time.Duration, logger *slog.L
 // returns nil. A failed sweep is logged and tried again at the next tick:
 // a database outage shows in readiness, not as a stopped process.
 func (s *ExpirySweeper) Run(ctx context.Context) error {
-	t := time.NewTicker(s.interval)
-	defer t.Stop()
-	for {
-		n, err := s.inventory.ExpireReservations(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.log.WarnContext(ctx, "expiry sweep failed", "error", err.Error(), "expired", n)
-		case n > 0:
-			s.log.InfoContext(ctx, "reservations expired", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	s.sweep(ctx)
+	return server.Every(s.interval, s.sweep)(ctx)
+}
+
+func (s *ExpirySweeper) sweep(ctx context.Context) {
+	n, err := s.inventory.ExpireReservations(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.WarnContext(ctx, "expiry sweep failed", "error", err.Error(), "expired", n)
+	case n > 0:
+		s.log.InfoContext(ctx, "reservations expired", "count", n)
 	}
 }

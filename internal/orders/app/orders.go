@@ -274,26 +274,21 @@ func (a *Orders) ForgetIdempotencyKeys(ctx context.Context) (int64, error) {
 	return a.repo.ForgetIdempotencyKeys(ctx, a.cfg.Now().Add(-a.cfg.IdempotencyKeyTTL))
 }
 
-// RunKeyRetention forgets expired idempotency keys every tenth of the TTL
-// (between a second and ten minutes) until ctx ends; a failure is logged
-// and tried again next time.
-func (a *Orders) RunKeyRetention(ctx context.Context) error {
-	every := min(max(a.cfg.IdempotencyKeyTTL/10, time.Second), 10*time.Minute)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		n, err := a.ForgetIdempotencyKeys(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			a.log.WarnContext(ctx, "forgetting expired idempotency keys failed", "error", err.Error())
-		case n > 0:
-			a.log.InfoContext(ctx, "forgot expired idempotency keys", "count", n)
-		}
+// KeyRetentionInterval is how often expired idempotency keys are
+// forgotten: a tenth of the TTL, between a second and ten minutes.
+func (a *Orders) KeyRetentionInterval() time.Duration {
+	return min(max(a.cfg.IdempotencyKeyTTL/10, time.Second), 10*time.Minute)
+}
+
+// RetainKeys forgets expired idempotency keys, logging what it did; a
+// failure is logged, for the next run to try again.
+func (a *Orders) RetainKeys(ctx context.Context) {
+	n, err := a.ForgetIdempotencyKeys(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		a.log.WarnContext(ctx, "forgetting expired idempotency keys failed", "error", err.Error())
+	case n > 0:
+		a.log.InfoContext(ctx, "forgot expired idempotency keys", "count", n)
 	}
 }
 

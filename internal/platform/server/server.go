@@ -69,6 +69,25 @@ func (c Config) Validate() error {
 // ctx is cancelled and then returns nil; any other return stops the process.
 type Component func(ctx context.Context) error
 
+// Every is a component that calls work every interval, the first time one
+// interval after it starts, until ctx is cancelled. work deals with its own
+// failures (logs them; the next tick tries again): a periodic job that
+// fails is never a reason to stop the process.
+func Every(interval time.Duration, work func(ctx context.Context)) Component {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+			work(ctx)
+		}
+	}
+}
+
 // Check reports whether a dependency needed to serve is usable.
 type Check func(ctx context.Context) error
 
@@ -222,7 +241,10 @@ func (s *Server) Run(ctx context.Context, components ...Component) error {
 	for _, c := range components {
 		g.Go(func() error { return c(compCtx) })
 	}
-	g.Go(func() error { s.watchHealth(gctx); return nil })
+	g.Go(func() error {
+		s.updateHealth(gctx)
+		return Every(healthInterval, s.updateHealth)(gctx)
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		s.log.InfoContext(ctx, "shutting down", "timeout", s.cfg.ShutdownTimeout.String())
@@ -261,24 +283,19 @@ func (s *Server) Run(ctx context.Context, components ...Component) error {
 // against the process's resident memory all that time.
 func releaseStartupMemory() { debug.FreeOSMemory() }
 
-// watchHealth keeps the gRPC health status in step with the readiness checks.
-func (s *Server) watchHealth(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		st := healthpb.HealthCheckResponse_SERVING
-		if len(s.ready(ctx)) > 0 {
-			st = healthpb.HealthCheckResponse_NOT_SERVING
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		s.health.SetServingStatus("", st)
-		s.health.SetServingStatus(s.name, st)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// healthInterval is how often the gRPC health status follows the
+// readiness checks.
+const healthInterval = 2 * time.Second
+
+// updateHealth sets the gRPC health status from the readiness checks.
+func (s *Server) updateHealth(ctx context.Context) {
+	st := healthpb.HealthCheckResponse_SERVING
+	if len(s.ready(ctx)) > 0 {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
 	}
+	if ctx.Err() != nil {
+		return
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(s.name, st)
 }

@@ -126,3 +126,22 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	require.ErrorContains(t, err, "HTTP listen address is empty")
 	require.ErrorContains(t, err, "shutdown timeout must not be negative")
 }
+
+func TestEveryCallsWorkOnEachTickUntilCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	calls := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Every(time.Millisecond, func(ctx context.Context) {
+			select {
+			case calls <- struct{}{}:
+			case <-ctx.Done():
+			}
+		})(ctx)
+	}()
+	for range 3 {
+		<-calls
+	}
+	cancel()
+	require.NoError(t, <-done, "a cancelled component returns nil")
+}

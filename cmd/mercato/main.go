@@ -11,38 +11,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/mercato-dev/mercato/internal/launcher"
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/system"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
-
-// services are the roles this binary can play; adding a service is one
-// line here (and one in the launcher's list for `mercato up` to start it).
-func services() map[string]serviceCommand {
-	return map[string]serviceCommand{
-		"identity":      identityCommand(),
-		"catalog":       catalogCommand(),
-		"inventory":     inventoryCommand(),
-		"cart":          cartCommand(),
-		"orders":        ordersCommand(),
-		"payments":      paymentsCommand(),
-		"notifications": notificationsCommand(),
-		"gateway":       gatewayCommand(),
-	}
-}
 
 // Exit codes: 2 for a usage or configuration mistake (fix the command
 // line or the environment), 1 for anything that failed at run time.
@@ -94,7 +78,7 @@ Services: %s
 `, strings.Join(serviceNames(), ", "))
 }
 
-func serviceNames() []string { return slices.Sorted(maps.Keys(services())) }
+func serviceNames() []string { return slices.Sorted(slices.Values(system.Names())) }
 
 func versionString() string {
 	v := version
@@ -195,30 +179,31 @@ func colorful(w io.Writer) bool {
 }
 
 // serviceArg returns the one service named by args, or prints usage.
-func serviceArg(command string, args []string, stdout, stderr io.Writer) (string, serviceCommand, int) {
+func serviceArg(command string, args []string, stdout, stderr io.Writer) (system.Service, int) {
 	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 		fmt.Fprintf(stdout, "Usage: mercato %s <service>\n\nServices: %s\n", command, strings.Join(serviceNames(), ", "))
-		return "", serviceCommand{}, 0
+		return system.Service{}, 0
 	}
 	if len(args) != 1 {
 		fmt.Fprintf(stderr, "mercato %s: name one service\n\n", command)
 		usage(stderr)
-		return "", serviceCommand{}, exitUsage
+		return system.Service{}, exitUsage
 	}
-	svc, ok := services()[args[0]]
+	svc, ok := system.Lookup(args[0])
 	if !ok {
 		fmt.Fprintf(stderr, "mercato %s: unknown service %q\n\n", command, args[0])
 		usage(stderr)
-		return "", serviceCommand{}, exitUsage
+		return system.Service{}, exitUsage
 	}
-	return args[0], svc, -1
+	return svc, -1
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	name, svc, code := serviceArg("serve", args, stdout, stderr)
+	svc, code := serviceArg("serve", args, stdout, stderr)
 	if code >= 0 {
 		return code
 	}
+	name := svc.Name
 	env := config.NewEnv()
 	level, err := logLevel(env.String("LOG_LEVEL", "info"))
 	if err != nil {
@@ -240,9 +225,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	// written at once, and whatever waits is written before exit.
 	logOut := observability.NewLogBuffer(stdout, logFlushDelay, logBufferSize)
 	defer func() { _ = logOut.Close() }()
-	var logged atomic.Bool
 	logger := observability.NewLogger(logOut, name, level)
-	logger = slog.New(noticeHandler{Handler: logger.Handler(), logged: &logged})
 	shutdownTracing, err := observability.SetupTracing(ctx, name)
 	if err != nil {
 		fmt.Fprintf(stderr, "mercato: %s: %v\n", name, err)
@@ -254,11 +237,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		_ = shutdownTracing(flushCtx)
 	}()
 
-	err = svc.serve(ctx, env, logger, logOut)
+	err = svc.Serve(ctx, env, system.Runtime{Logger: logger, LogOut: logOut})
 	switch {
 	case err == nil:
 		return 0
-	case misconfigured(env, err, logged.Load()):
+	case misconfigured(err):
 		printProblems(stderr, name, err)
 		return exitUsage
 	default:
@@ -276,19 +259,24 @@ const (
 )
 
 func runMigrate(args []string, stdout, stderr io.Writer) int {
-	name, svc, code := serviceArg("migrate", args, stdout, stderr)
+	svc, code := serviceArg("migrate", args, stdout, stderr)
 	if code >= 0 {
 		return code
+	}
+	name := svc.Name
+	if svc.Migrate == nil {
+		fmt.Fprintf(stdout, "%s: stateless, no database to migrate\n", name)
+		return 0
 	}
 	env := config.NewEnv()
 	ctx, stop := signalContext()
 	defer stop()
-	err := svc.migrate(ctx, env)
+	err := svc.Migrate(ctx, env)
 	switch {
 	case err == nil:
 		fmt.Fprintf(stdout, "%s: migrations applied\n", name)
 		return 0
-	case misconfigured(env, err, false):
+	case misconfigured(err):
 		printProblems(stderr, name, err)
 		return exitUsage
 	default:
@@ -311,45 +299,12 @@ func logLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("LOG_LEVEL: %q is not one of debug, info, warn, error", s)
 }
 
-// noticeHandler records that the service has logged something: a
-// configuration problem is reported before a service logs anything, while
-// a failure after start (whose error may also join several) comes after.
-type noticeHandler struct {
-	slog.Handler
-	logged *atomic.Bool
-}
-
-func (h noticeHandler) Handle(ctx context.Context, r slog.Record) error {
-	h.logged.Store(true)
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h noticeHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return noticeHandler{Handler: h.Handler.WithAttrs(attrs), logged: h.logged}
-}
-
-func (h noticeHandler) WithGroup(name string) slog.Handler {
-	return noticeHandler{Handler: h.Handler.WithGroup(name), logged: h.logged}
-}
-
-// misconfigured tells a configuration problem from a run-time failure.
-// Every service reads its environment into a Config and returns the
-// environment's problems joined with Validate's (config.Problems, an
-// errors.Join) before it starts anything; nothing else it returns before
-// logging is a join.
-func misconfigured(env *config.Env, err error, logged bool) bool {
-	if env.Err() != nil {
-		return true
-	}
-	if logged {
-		return false
-	}
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if _, ok := e.(interface{ Unwrap() []error }); ok {
-			return true
-		}
-	}
-	return false
+// misconfigured tells a configuration problem, which every service
+// reports as a *config.Error before it starts anything, from a run-time
+// failure.
+func misconfigured(err error) bool {
+	var cfgErr *config.Error
+	return errors.As(err, &cfgErr)
 }
 
 // printProblems lists every configuration problem on its own line:

@@ -104,13 +104,15 @@ func TestProblemLines(t *testing.T) {
 }
 
 func TestMisconfigured(t *testing.T) {
-	clean := config.NewEnvFrom(nil)
-	validation := fmt.Errorf("gateway config: %w", errors.Join(errors.New("rate limit must not be negative")))
-	require.True(t, misconfigured(clean, validation, false), "a Validate result before anything was logged")
-	require.False(t, misconfigured(clean, validation, true), "a joined error after the service started is a failure")
-	require.False(t, misconfigured(clean, fmt.Errorf("listen gRPC: %w", errors.New("address in use")), false))
+	var p config.Problems
+	p.Add(true, "rate limit must not be negative")
+	require.True(t, misconfigured(fmt.Errorf("gateway configuration: %w", p.Err())), "a Validate result, however wrapped")
 
 	malformed := config.NewEnvFrom(map[string]string{"MERCATO_DB_MAX_CONNS": "x"})
 	malformed.Int("MERCATO_DB_MAX_CONNS", 0)
-	require.True(t, misconfigured(malformed, errors.New("anything"), true))
+	require.True(t, misconfigured(fmt.Errorf("catalog configuration: %w", malformed.Err())))
+
+	require.False(t, misconfigured(fmt.Errorf("listen gRPC: %w", errors.New("address in use"))))
+	require.False(t, misconfigured(errors.Join(errors.New("close db: busy"), errors.New("drain NATS: timeout"))),
+		"a run-time failure that joins several errors is not a configuration problem")
 }

@@ -28,14 +28,10 @@ package cart
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 
-	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
 
 	"github.com/mercato-dev/mercato/internal/cart/adapters"
 	"github.com/mercato-dev/mercato/internal/cart/app"
@@ -65,48 +61,48 @@ type Config struct {
 	// RedisURL, when set (redis://[user:password@]host:port/db, or
 	// rediss:// for TLS), keeps the carts in Redis instead of DB.
 	RedisURL string
-	// NATSURL is the NATS server whose JetStream carries order.confirmed.
-	NATSURL string
-	// JWKSURL is where identity publishes the public keys that sign access
-	// tokens. Not needed when Keys is set.
-	JWKSURL string
+	// Events is where the cart reads order.confirmed from.
+	Events events.Config
+	// Keys verify access tokens.
+	Keys auth.KeysConfig
 	// CatalogAddr is the catalog's gRPC address (host:port, or
 	// dns:///name:port to balance over a headless service).
 	CatalogAddr string
-	// StreamReplicas is how many copies JetStream keeps of each stream: 1
-	// for a single NATS server (the default when 0), 3 on a cluster.
-	StreamReplicas int
-	// Keys, when set, verifies access tokens instead of fetching JWKSURL
-	// (tests, or a deployment that distributes keys another way).
-	Keys auth.KeySource
 }
 
-// Validate reports every problem with c at once.
+// WithDefaults returns c with every unset field filled.
+func (c Config) WithDefaults() Config {
+	c.Server = c.Server.WithDefaults()
+	c.Events = c.Events.WithDefaults()
+	return c
+}
+
+// Validate reports every problem with c, once its defaults are filled, at
+// once.
 func (c Config) Validate() error {
+	c = c.WithDefaults()
 	var p config.Problems
-	p.Include("server", c.Server.Defaults().Validate())
+	p.Include("server", c.Server.Validate())
 	p.Include("database", c.DB.Validate())
 	if c.RedisURL != "" {
 		// The parse error is not quoted: it may echo a password.
 		_, err := redis.ParseURL(c.RedisURL)
 		p.Add(err != nil, "Redis URL is not a valid redis:// or rediss:// URL")
 	}
-	p.Add(c.NATSURL == "", "NATS URL is empty")
-	if c.Keys == nil {
-		u, err := url.Parse(c.JWKSURL)
-		p.Add(c.JWKSURL == "", "JWKS URL is empty")
-		p.Add(c.JWKSURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == ""),
-			"JWKS URL %q is not an absolute http(s) URL", c.JWKSURL)
-	}
+	p.Include("events", c.Events.Validate())
+	p.Include("keys", c.Keys.Validate())
 	p.Add(c.CatalogAddr == "", "catalog address is empty")
-	p.Add(c.StreamReplicas < 0 || c.StreamReplicas > 5, "stream replicas must be between 1 and 5")
 	return p.Err()
 }
 
-// Migrate applies the cart's schema (and the events schema) to cfg.DB and
-// closes it again: what `mercato migrate cart` runs. It is idempotent.
-func Migrate(ctx context.Context, cfg Config) error {
-	d, err := db.Open(ctx, cfg.DB)
+// Migrate applies the cart's schema (and the events schema) to the
+// database cfg names and closes it again: what `mercato migrate cart` runs.
+// It is idempotent.
+func Migrate(ctx context.Context, cfg db.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("cart database configuration: %w", err)
+	}
+	d, err := db.Open(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open cart database: %w", err)
 	}
@@ -127,10 +123,7 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 type Service struct {
 	server   *server.Server
 	consumer *events.Consumer
-	catalog  *grpc.ClientConn
-	redis    *redis.Client
-	nc       *nats.Conn
-	db       *db.DB
+	closers  server.Closers
 	log      *slog.Logger
 }
 
@@ -139,23 +132,18 @@ type Service struct {
 // Nothing is served or consumed until Run. On error everything opened so
 // far is closed again.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("cart config: %w", err)
+		return nil, fmt.Errorf("cart configuration: %w", err)
 	}
-	var closers []func()
-	defer func() {
-		if err != nil {
-			for i := len(closers) - 1; i >= 0; i-- {
-				closers[i]()
-			}
-		}
-	}()
+	s := &Service{log: logger}
+	defer s.closers.CloseOnError(&err)
 
 	d, err := db.Open(ctx, cfg.DB)
 	if err != nil {
 		return nil, fmt.Errorf("open cart database: %w", err)
 	}
-	closers = append(closers, func() { _ = d.Close() })
+	s.closers.Add(d.Close)
 	if err := MigrateDB(ctx, d); err != nil {
 		return nil, err
 	}
@@ -170,7 +158,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 			return nil, fmt.Errorf("parse Redis URL: %w", err)
 		}
 		redisClient = redis.NewClient(opts)
-		closers = append(closers, func() { _ = redisClient.Close() })
+		s.closers.Add(redisClient.Close)
 		redisStore := adapters.NewCartRedisRepository(redisClient, "")
 		if err := redisStore.Ping(ctx); err != nil {
 			return nil, err
@@ -178,48 +166,40 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 		store = redisStore
 	}
 
-	nc, js, err := events.Connect(ctx, cfg.NATSURL, Name, cfg.StreamReplicas)
+	nc, js, err := events.Connect(ctx, cfg.Events, Name)
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, nc.Close)
+	s.closers.Add(func() error { return events.Drain(nc) })
 
 	reg := observability.NewRegistry()
 	catalogConn, err := resilience.Dial("catalog", cfg.CatalogAddr, resilience.Options{Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, func() { _ = catalogConn.Close() })
+	s.closers.Add(catalogConn.Close)
 	cart := app.NewCart(store, adapters.NewCatalogGRPCClient(catalogConn))
 
-	consumer, err := events.NewConsumer(d, js, logger, ports.OrderConfirmedConsumerConfig(0),
+	s.consumer, err = events.NewConsumer(d, js, logger, ports.OrderConfirmedConsumerConfig(0),
 		ports.OrderConfirmedHandler(cart), events.WithConsumerMetrics(reg))
 	if err != nil {
 		return nil, err
 	}
 
-	keys := cfg.Keys
-	if keys == nil {
-		keys = auth.NewJWKSCache(cfg.JWKSURL, nil)
-	}
-	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
-	srv, err := server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger))
+	verifier, _ := cfg.Keys.NewVerifier()
+	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger))
 	if err != nil {
 		return nil, err
 	}
-	cartv1.RegisterCartServiceServer(srv.GRPC(), ports.NewGRPCServer(cart))
-	srv.AddCheck("database", d.PingContext)
-	srv.AddCheck("nats", events.ConnectedCheck(nc))
+	cartv1.RegisterCartServiceServer(s.server.GRPC(), ports.NewGRPCServer(cart))
+	s.server.AddCheck("database", d.PingContext)
+	s.server.AddCheck("nats", events.ConnectedCheck(nc))
 	if redisClient != nil {
-		srv.AddCheck("redis", func(ctx context.Context) error { return redisClient.Ping(ctx).Err() })
+		s.server.AddCheck("redis", func(ctx context.Context) error { return redisClient.Ping(ctx).Err() })
 	}
 	// The catalog is deliberately not a readiness check: reading, removing
 	// and clearing work without it, and adding reports it as unavailable.
-
-	return &Service{
-		server: srv, consumer: consumer, catalog: catalogConn, redis: redisClient,
-		nc: nc, db: d, log: logger,
-	}, nil
+	return s, nil
 }
 
 // Run serves and consumes until ctx is cancelled, then drains in-flight
@@ -228,11 +208,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 // stop. Call it once.
 func (s *Service) Run(ctx context.Context) error {
 	err := s.server.Run(ctx, s.consumer.Run)
-	closeErr := errors.Join(s.catalog.Close(), events.Drain(s.nc), s.db.Close())
-	if s.redis != nil {
-		closeErr = errors.Join(closeErr, s.redis.Close())
-	}
-	if closeErr != nil {
+	if closeErr := s.closers.Close(); closeErr != nil {
 		s.log.WarnContext(ctx, "closing cart resources failed", "error", closeErr)
 	}
 	return err

@@ -28,12 +28,18 @@ import (
 	catalogv1 "github.com/mercato-dev/mercato/internal/gen/catalog/v1"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
+	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
 	"github.com/mercato-dev/mercato/internal/platform/events"
 	"github.com/mercato-dev/mercato/internal/platform/events/natstest"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
+
+// consumedStreams are the streams of other services the cart reads: the
+// orders service declares ORDERS, and in a test without it the cart must
+// be told of the stream to find it.
+var consumedStreams = []events.Stream{{Name: "ORDERS", Domain: "order", Description: "orders events"}}
 
 const redisTestURL = "redis://127.0.0.1:6379/0"
 
@@ -109,8 +115,8 @@ func TestService(t *testing.T) {
 				Server:      server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
 				DB:          db.Config{URL: v.dbURL},
 				RedisURL:    v.redisURL,
-				NATSURL:     natsURL,
-				JWKSURL:     jwks.URL + "/.well-known/jwks.json",
+				Events:      events.Config{URL: natsURL, Streams: consumedStreams},
+				Keys:        auth.KeysConfig{JWKSURL: jwks.URL + "/.well-known/jwks.json"},
 				CatalogAddr: catalog.addr,
 			})
 			conn, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -269,8 +275,8 @@ func TestConfigValidate(t *testing.T) {
 	valid := cart.Config{
 		Server:      server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
 		DB:          db.Config{URL: "data/cart.db"},
-		NATSURL:     "nats://nats:4222",
-		JWKSURL:     "http://identity:8081/.well-known/jwks.json",
+		Events:      events.Config{URL: "nats://nats:4222", Streams: consumedStreams},
+		Keys:        auth.KeysConfig{JWKSURL: "http://identity:8081/.well-known/jwks.json"},
 		CatalogAddr: "catalog:9090",
 	}
 	require.NoError(t, valid.Validate())
@@ -278,11 +284,14 @@ func TestConfigValidate(t *testing.T) {
 	withRedis.RedisURL = "redis://:secret@redis:6379/2"
 	require.NoError(t, withRedis.Validate())
 	withKeys := valid
-	withKeys.JWKSURL = ""
-	withKeys.Keys = authtest.New(t).KeySource()
+	withKeys.Keys = auth.KeysConfig{Source: authtest.New(t).KeySource()}
 	require.NoError(t, withKeys.Validate(), "injected keys replace the JWKS URL")
 
-	bad := cart.Config{JWKSURL: "identity:8081/jwks", RedisURL: "http://user:hunter2@redis:6379", StreamReplicas: 9}
+	bad := cart.Config{
+		Keys:     auth.KeysConfig{JWKSURL: "identity:8081/jwks"},
+		RedisURL: "http://user:hunter2@redis:6379",
+		Events:   events.Config{StreamReplicas: 9},
+	}
 	err := bad.Validate()
 	require.Error(t, err)
 	for _, want := range []string{"gRPC listen address", "database URL", "NATS URL", "JWKS URL", "Redis URL", "catalog address", "stream replicas"} {
@@ -292,5 +301,7 @@ func TestConfigValidate(t *testing.T) {
 
 	_, err = cart.New(t.Context(), bad, slog.New(slog.DiscardHandler))
 	require.Error(t, err, "New refuses to start half-configured")
+	require.ErrorAs(t, err, new(*config.Error))
+	require.ErrorContains(t, err, "cart configuration: ")
 	require.False(t, errors.Is(err, context.Canceled))
 }

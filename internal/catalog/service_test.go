@@ -24,6 +24,7 @@ import (
 	catalogv1 "github.com/mercato-dev/mercato/internal/gen/catalog/v1"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
+	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
 	"github.com/mercato-dev/mercato/internal/platform/events"
@@ -43,10 +44,10 @@ func TestService(t *testing.T) {
 	for _, engine := range dbtest.Engines(t) {
 		t.Run(engine.Name, func(t *testing.T) {
 			svc := start(t, catalog.Config{
-				Server:  server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
-				DB:      db.Config{URL: engine.URL},
-				NATSURL: natsURL,
-				JWKSURL: jwks.URL + "/.well-known/jwks.json",
+				Server: server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
+				DB:     db.Config{URL: engine.URL},
+				Events: events.Config{URL: natsURL},
+				Keys:   auth.KeysConfig{JWKSURL: jwks.URL + "/.well-known/jwks.json"},
 			})
 			conn, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 			require.NoError(t, err)
@@ -90,7 +91,7 @@ func requireCreatedEvent(t *testing.T, natsURL, id string) {
 	_, js := natstest.Connect(t, natsURL)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
-	consumer, err := js.OrderedConsumer(ctx, events.StreamProducts, jetstream.OrderedConsumerConfig{
+	consumer, err := js.OrderedConsumer(ctx, catalog.Streams[0].Name, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"product.created"},
 	})
 	require.NoError(t, err)
@@ -144,22 +145,21 @@ func start(t *testing.T, cfg catalog.Config) *catalog.Service {
 
 func TestConfigValidate(t *testing.T) {
 	valid := catalog.Config{
-		Server:  server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
-		DB:      db.Config{URL: "data/catalog.db"},
-		NATSURL: "nats://nats:4222",
-		JWKSURL: "http://identity:8081/.well-known/jwks.json",
+		Server: server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
+		DB:     db.Config{URL: "data/catalog.db"},
+		Events: events.Config{URL: "nats://nats:4222"},
+		Keys:   auth.KeysConfig{JWKSURL: "http://identity:8081/.well-known/jwks.json"},
 	}
 	require.NoError(t, valid.Validate())
 
 	withKeys := valid
-	withKeys.JWKSURL = ""
-	withKeys.Keys = authtest.New(t).KeySource()
+	withKeys.Keys = auth.KeysConfig{Source: authtest.New(t).KeySource()}
 	require.NoError(t, withKeys.Validate(), "injected keys replace the JWKS URL")
 
 	bad := catalog.Config{
-		JWKSURL:        "identity:8081/jwks",
-		PageTokenKey:   "short",
-		StreamReplicas: 7,
+		Keys:         auth.KeysConfig{JWKSURL: "identity:8081/jwks"},
+		PageTokenKey: "short",
+		Events:       events.Config{StreamReplicas: 7},
 	}
 	err := bad.Validate()
 	require.Error(t, err)
@@ -169,5 +169,7 @@ func TestConfigValidate(t *testing.T) {
 
 	_, err = catalog.New(t.Context(), bad, slog.New(slog.DiscardHandler))
 	require.Error(t, err, "New refuses to start half-configured")
+	require.ErrorAs(t, err, new(*config.Error))
+	require.ErrorContains(t, err, "catalog configuration: ")
 	require.False(t, errors.Is(err, context.Canceled))
 }

@@ -2,78 +2,117 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/mercato-dev/mercato/internal/platform/auth"
+	"github.com/mercato-dev/mercato/internal/platform/config"
 )
 
-// access is who may call a route.
-type access int
+// Access is who may call a route. The zero value is not an access: every
+// rule must say.
+type Access int
 
+// Who may call a route.
 const (
-	anyone access = iota
-	signedIn
-	adminOnly
+	Anyone Access = iota + 1
+	SignedIn
+	AdminOnly
 )
 
-func (a access) String() string {
+func (a Access) String() string {
 	switch a {
-	case signedIn:
+	case Anyone:
+		return "anyone"
+	case SignedIn:
 		return "user"
-	case adminOnly:
+	case AdminOnly:
 		return "admin"
 	default:
-		return "anyone"
+		return fmt.Sprintf("Access(%d)", int(a))
 	}
 }
 
-// accessRule applies to requests whose path is prefix or lies under it,
-// made with one of methods (any method when empty).
-type accessRule struct {
-	methods []string
-	prefix  string
-	need    access
+// Rule says who may make the requests whose path is Prefix or lies under
+// it, with one of Methods (any method when empty). Rules name path
+// prefixes rather than routes, so a route added later under a protected
+// prefix is protected before anyone remembers to list it; and a route
+// that no rule covers is refused, so one added under a new prefix is
+// closed until someone says who may call it. The services check again
+// (and check ownership): this is a first line, not the only one.
+type Rule struct {
+	Methods []string
+	Prefix  string
+	Access  Access
 }
 
-// accessRules is the gateway's route policy; the first matching rule wins
-// and a request no rule matches is open to anyone. Rules name path prefixes
-// rather than routes, so a route added later under a protected prefix is
-// protected before anyone remembers to list it. The services check again
-// (and check ownership), so this is a first line, not the only one.
-var accessRules = []accessRule{
-	{methods: []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}, prefix: "/api/v1/products", need: adminOnly},
-	{prefix: "/api/v1/inventory", need: adminOnly},
-	{prefix: "/api/v1/me", need: signedIn},
-	{prefix: "/api/v1/auth/logout", need: signedIn},
-	{prefix: "/api/v1/cart", need: signedIn},
-	{prefix: "/api/v1/orders", need: signedIn},
-	{prefix: "/api/v1/payments", need: signedIn},
-	{prefix: "/api/v1/notifications", need: signedIn},
+func (r Rule) validate() error {
+	var p config.Problems
+	p.Add(!strings.HasPrefix(r.Prefix, "/") || strings.HasSuffix(r.Prefix, "/") && r.Prefix != "/",
+		"access rule prefix %q must start with / and not end with one", r.Prefix)
+	p.Add(r.Access < Anyone || r.Access > AdminOnly, "access rule for %s says no access (anyone, user or admin)", r.Prefix)
+	for _, m := range r.Methods {
+		p.Add(m == "" || strings.ToUpper(m) != m, "access rule for %s: method %q must be upper case", r.Prefix, m)
+	}
+	return p.Err()
+}
+
+// ownRules cover what the gateway serves itself.
+var ownRules = []Rule{
+	{Prefix: "/openapi.json", Access: Anyone},
+	{Prefix: "/docs", Access: Anyone},
+}
+
+// accessPolicy is the rules of every upstream, in upstream order, after
+// the gateway's own; the first matching rule wins.
+type accessPolicy []Rule
+
+func newAccessPolicy(upstreams []Upstream) accessPolicy {
+	policy := slices.Clone(ownRules)
+	for _, u := range upstreams {
+		policy = append(policy, u.API.Access...)
+	}
+	return policy
 }
 
 // requiredAccess returns who may call method on path (a request path or a
-// route template such as /api/v1/products/{id}).
-func requiredAccess(method, path string) access {
-	for i := range accessRules {
-		rule := &accessRules[i]
-		if !underPrefix(path, rule.prefix) {
+// route template such as /api/v1/products/{id}), and false when no rule
+// covers it.
+func (p accessPolicy) requiredAccess(method, path string) (Access, bool) {
+	for i := range p {
+		rule := &p[i]
+		if !underPrefix(path, rule.Prefix) {
 			continue
 		}
-		if len(rule.methods) == 0 {
-			return rule.need
-		}
-		for _, m := range rule.methods {
-			if m == method {
-				return rule.need
-			}
+		if len(rule.Methods) == 0 || slices.Contains(rule.Methods, method) {
+			return rule.Access, true
 		}
 	}
-	return anyone
+	return 0, false
 }
 
 func underPrefix(path, prefix string) bool {
 	return strings.HasPrefix(path, prefix) && (len(path) == len(prefix) || path[len(prefix)] == '/')
+}
+
+// uncovered lists the documented operations ("GET /api/v1/x") that no
+// rule covers: they are refused, and New says so at start.
+func (p accessPolicy) uncovered(doc map[string]any) []string {
+	paths, _ := doc["paths"].(map[string]any)
+	var out []string
+	for _, path := range slices.Sorted(maps.Keys(paths)) {
+		ops, _ := paths[path].(map[string]any)
+		for _, method := range slices.Sorted(maps.Keys(ops)) {
+			m := strings.ToUpper(method)
+			if _, ok := p.requiredAccess(m, path); !ok {
+				out = append(out, m+" "+path)
+			}
+		}
+	}
+	return out
 }
 
 // authenticate verifies the access token of a request that has one and puts
@@ -124,11 +163,20 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 }
 
 // authorize enforces the route policy: 401 for an anonymous caller of a
-// route that needs a user, 403 for a non-admin on an admin route.
+// route that needs a user, 403 for a non-admin on an admin route, and 403
+// for everyone on a route no rule covers. A path that is no route at all
+// goes on, to be answered 404 or 405.
 func (g *Gateway) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		need := requiredAccess(r.Method, r.URL.Path)
-		if need == anyone {
+		need, covered := g.policy.requiredAccess(r.Method, r.URL.Path)
+		if !covered {
+			if g.routes.match(r.URL.Path) != "" {
+				writeProblem(w, r, http.StatusForbidden, "this route is closed: no access rule covers it")
+				return
+			}
+			need = Anyone
+		}
+		if need == Anyone {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -136,7 +184,7 @@ func (g *Gateway) authorize(next http.Handler) http.Handler {
 		switch {
 		case !ok:
 			writeProblem(w, r, http.StatusUnauthorized, auth.ErrMissingToken.Error())
-		case need == adminOnly && !p.IsAdmin():
+		case need == AdminOnly && !p.IsAdmin():
 			writeProblem(w, r, http.StatusForbidden, auth.ErrForbidden.Error())
 		default:
 			next.ServeHTTP(w, r)

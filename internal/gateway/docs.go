@@ -211,7 +211,7 @@ func (op apiOperation) view(method, path string) docsOperation {
 		Access: op.Access, Anchor: "op-" + op.OperationID,
 	}
 	if v.Access == "" {
-		v.Access = anyone.String()
+		v.Access = Anyone.String()
 	}
 	for _, prm := range op.Parameters {
 		if prm.In == "body" && prm.Schema != nil {

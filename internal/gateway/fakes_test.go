@@ -29,6 +29,7 @@ import (
 	notificationsv1 "github.com/mercato-dev/mercato/internal/gen/notifications/v1"
 	ordersv1 "github.com/mercato-dev/mercato/internal/gen/orders/v1"
 	paymentsv1 "github.com/mercato-dev/mercato/internal/gen/payments/v1"
+	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
 )
@@ -231,8 +232,7 @@ func startGatewayLogging(t testing.TB, adjust func(*Config), w io.Writer) *testG
 	cfg := Config{
 		Addr:            "127.0.0.1:0",
 		AdminAddr:       "127.0.0.1:0",
-		Upstreams:       map[string]string{"identity": tg.identity.addr, "catalog": tg.catalog.addr},
-		Keys:            tg.issuer.KeySource(),
+		Keys:            auth.KeysConfig{Source: tg.issuer.KeySource()},
 		ShutdownTimeout: 5 * time.Second,
 	}
 	// The checkout services are not exercised here: one server answering
@@ -244,9 +244,15 @@ func startGatewayLogging(t testing.TB, adjust func(*Config), w io.Writer) *testG
 		paymentsv1.RegisterPaymentsServiceServer(s, paymentsv1.UnimplementedPaymentsServiceServer{})
 		notificationsv1.RegisterNotificationsServiceServer(s, notificationsv1.UnimplementedNotificationsServiceServer{})
 	})
-	for _, name := range []string{"inventory", "cart", "orders", "payments", "notifications"} {
-		cfg.Upstreams[name] = rest.addr
-	}
+	cfg.Upstreams = testUpstreams(func(name string) string {
+		switch name {
+		case "identity":
+			return tg.identity.addr
+		case "catalog":
+			return tg.catalog.addr
+		}
+		return rest.addr
+	})
 	if w == nil {
 		w = tg.logs
 	}

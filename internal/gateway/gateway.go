@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -26,7 +25,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
 
-// Defaults applied by Config.Defaults.
+// Defaults applied by Config.WithDefaults.
 const (
 	DefaultBodyLimitBytes  = 1 << 20
 	DefaultRequestTimeout  = 10 * time.Second
@@ -42,14 +41,11 @@ type Config struct {
 	Addr string
 	// AdminAddr is the admin listen address (/healthz, /readyz, /metrics).
 	AdminAddr string
-	// Upstreams maps each upstream service name (see UpstreamNames) to its
-	// gRPC target, e.g. "127.0.0.1:9101" or "dns:///catalog:9090".
-	Upstreams map[string]string
-	// JWKSURL is where identity publishes the token signing keys.
-	JWKSURL string
-	// Keys, when set, replaces the JWKS URL as the source of signing keys
-	// (tests, or a process that has the keys at hand).
-	Keys auth.KeySource
+	// Upstreams are the services behind the gateway, each with its public
+	// API and gRPC target, in the order their access rules apply.
+	Upstreams []Upstream
+	// Keys verify access tokens.
+	Keys auth.KeysConfig
 	// RateLimitRPS is the sustained requests per second allowed per client
 	// IP and, separately, per authenticated user, with bursts of twice as
 	// many. 0 turns rate limiting off.
@@ -79,8 +75,8 @@ type Config struct {
 	AccessLog io.Writer
 }
 
-// Defaults fills unset fields.
-func (c Config) Defaults() Config {
+// WithDefaults returns c with every unset field filled.
+func (c Config) WithDefaults() Config {
 	if c.BodyLimitBytes == 0 {
 		c.BodyLimitBytes = DefaultBodyLimitBytes
 	}
@@ -96,8 +92,10 @@ func (c Config) Defaults() Config {
 	return c
 }
 
-// Validate reports every problem at once.
+// Validate reports every problem with c, once its defaults are filled, at
+// once.
 func (c Config) Validate() error {
+	c = c.WithDefaults()
 	var p config.Problems
 	for name, addr := range map[string]string{"public": c.Addr, "admin": c.AdminAddr} {
 		if addr == "" {
@@ -107,22 +105,22 @@ func (c Config) Validate() error {
 		_, _, err := net.SplitHostPort(addr)
 		p.Add(err != nil, "%s listen address %q is not host:port", name, addr)
 	}
-	for _, u := range upstreams {
-		target := c.Upstreams[u.name]
-		p.Add(target == "", "%s upstream address is empty", u.name)
-		if target != "" {
-			p.Add(!validTarget(target), "%s upstream address %q is not host:port or a gRPC target URI", u.name, target)
+	p.Add(len(c.Upstreams) == 0, "no upstream services")
+	seen := map[string]bool{}
+	for _, u := range c.Upstreams {
+		p.Add(u.Name == "", "an upstream has no name")
+		p.Add(seen[u.Name], "upstream %q is listed twice", u.Name)
+		seen[u.Name] = true
+		p.Add(u.Target == "", "%s upstream address is empty", u.Name)
+		if u.Target != "" {
+			p.Add(!validTarget(u.Target), "%s upstream address %q is not host:port or a gRPC target URI", u.Name, u.Target)
+		}
+		p.Add(u.API.Register == nil, "%s upstream has no routes to register", u.Name)
+		for _, rule := range u.API.Access {
+			p.Include(u.Name+" upstream", rule.validate())
 		}
 	}
-	for name := range c.Upstreams {
-		p.Add(!slices.Contains(UpstreamNames(), name), "unknown upstream %q (known: %s)", name, strings.Join(UpstreamNames(), ", "))
-	}
-	if c.Keys == nil {
-		u, err := url.Parse(c.JWKSURL)
-		p.Add(c.JWKSURL == "", "JWKS URL is empty")
-		p.Add(c.JWKSURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == ""),
-			"JWKS URL %q is not an http(s) URL", c.JWKSURL)
-	}
+	p.Include("keys", c.Keys.Validate())
 	p.Add(c.RateLimitRPS < 0, "rate limit must not be negative")
 	p.Add(c.LoginRateLimitRPS < 0, "login rate limit must not be negative")
 	p.Add(c.BodyLimitBytes <= 0, "body limit must be positive")
@@ -161,6 +159,7 @@ type Gateway struct {
 	verifier  *auth.Verifier
 	limits    *rateLimits
 	metrics   *observability.HTTPMetrics
+	policy    accessPolicy
 	transcode *transcoders
 	cors      corsPolicy
 	ids       *requestIDs
@@ -177,7 +176,7 @@ type Gateway struct {
 // an address that cannot be bound; an unreachable upstream only makes
 // /readyz fail until it can be reached.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error) {
-	cfg = cfg.Defaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)
 	}
@@ -190,19 +189,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		cors:     newCORSPolicy(cfg.CORSAllowedOrigins),
 		ids:      newRequestIDs(),
 		statuses: map[string]int{},
+		policy:   newAccessPolicy(cfg.Upstreams),
 	}
 
 	if cfg.AccessLog != nil {
 		g.access = observability.NewAccessLog(cfg.AccessLog, "gateway")
 	}
 
-	keys := cfg.Keys
-	var jwks *auth.JWKSCache
-	if keys == nil {
-		jwks = auth.NewJWKSCache(cfg.JWKSURL, nil)
-		keys = jwks
-	}
-	g.verifier = auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
+	var keysReady func(context.Context) error
+	g.verifier, keysReady = cfg.Keys.NewVerifier()
 
 	pool, err := dialUpstreams(cfg.Upstreams)
 	if err != nil {
@@ -215,12 +210,14 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		}
 	}()
 	g.pool = pool
-	for _, u := range upstreams {
-		for method, code := range u.statuses {
+	names := make([]string, len(cfg.Upstreams))
+	for i, u := range cfg.Upstreams {
+		names[i] = u.Name
+		for method, code := range u.API.Statuses {
 			g.statuses[method] = code
 		}
 	}
-	routes, err := upstreamRoutes(gen.OpenAPI, UpstreamNames())
+	routes, err := upstreamRoutes(gen.OpenAPI, names)
 	if err != nil {
 		return nil, fmt.Errorf("openapi: %w", err)
 	}
@@ -229,12 +226,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	}
 
 	// Only what the gateway serves is documented.
-	doc, conflicts, err := mergeOpenAPI(gen.OpenAPI, UpstreamNames(), g.statuses)
+	doc, conflicts, err := mergeOpenAPI(gen.OpenAPI, names, g.statuses, g.policy)
 	if err != nil {
 		return nil, fmt.Errorf("openapi: %w", err)
 	}
 	for _, c := range conflicts {
 		logger.WarnContext(ctx, "openapi documents conflict", "conflict", c)
+	}
+	for _, op := range g.policy.uncovered(doc) {
+		logger.ErrorContext(ctx, "route has no access rule: it is closed to everyone", "route", op)
 	}
 	g.routes = newRouteTable(doc)
 	if g.apiDoc, g.apiHTML, err = renderAPIDocs(doc); err != nil {
@@ -253,13 +253,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 	g.srv = srv
-	for _, u := range upstreams {
-		srv.AddCheck("upstream "+u.name, pool.readyCheck(u.name))
+	for _, u := range cfg.Upstreams {
+		srv.AddCheck("upstream "+u.Name, pool.readyCheck(u.Name))
 	}
-	if jwks != nil {
-		srv.AddCheck("jwks", jwks.Ready)
-	} else if r, ok := cfg.Keys.(interface{ Ready(context.Context) error }); ok {
-		srv.AddCheck("keys", r.Ready)
+	if keysReady != nil {
+		name := "keys"
+		if cfg.Keys.Source == nil {
+			name = "jwks"
+		}
+		srv.AddCheck(name, keysReady)
 	}
 	built = true
 	return g, nil

@@ -408,8 +408,7 @@ func TestTokensFromJWKS(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	tg := startGateway(t, func(c *Config) {
-		c.Keys = nil
-		c.JWKSURL = srv.URL + "/.well-known/jwks.json"
+		c.Keys = auth.KeysConfig{JWKSURL: srv.URL + "/.well-known/jwks.json"}
 	})
 	jwks.Store(tg.issuer.JWKSHandler())
 
@@ -426,8 +425,7 @@ func TestTokensWhileTheIssuerIsDownAskToRetry(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	tg := startGateway(t, func(c *Config) {
-		c.Keys = nil
-		c.JWKSURL = srv.URL + "/.well-known/jwks.json"
+		c.Keys = auth.KeysConfig{JWKSURL: srv.URL + "/.well-known/jwks.json"}
 	})
 
 	resp, body := tg.do(t, http.MethodGet, "/api/v1/me", nil, bearer(tg.issuer.Token("u-1", auth.RoleCustomer)))
@@ -811,10 +809,13 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 }
 
 func TestConfigValidateReportsEveryProblem(t *testing.T) {
+	upstreams := testUpstreams(func(name string) string { return map[string]string{"catalog": "catalog"}[name] })
+	upstreams = append(upstreams, upstreams[1], Upstream{Name: "billing", Target: "billing:9090",
+		API: API{Access: []Rule{{Prefix: "billing"}}}})
 	err := Config{
 		Addr:               "nonsense",
-		Upstreams:          map[string]string{"catalog": "catalog", "billing": "billing:9090"},
-		JWKSURL:            "ftp://keys",
+		Upstreams:          upstreams,
+		Keys:               auth.KeysConfig{JWKSURL: "ftp://keys"},
 		RateLimitRPS:       -1,
 		BodyLimitBytes:     -5,
 		RequestTimeout:     -time.Second,
@@ -823,7 +824,8 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	require.Error(t, err)
 	for _, want := range []string{
 		`public listen address "nonsense"`, "admin listen address is empty",
-		"identity upstream address is empty", `catalog upstream address "catalog"`, `unknown upstream "billing"`,
+		"identity upstream address is empty", `catalog upstream address "catalog"`, `upstream "catalog" is listed twice`,
+		"billing upstream has no routes to register", `access rule prefix "billing" must start with /`, "access rule for billing says no access",
 		`JWKS URL "ftp://keys"`, "rate limit must not be negative", "body limit must be positive",
 		"request timeout must be positive", `CORS origin "https://bad.example/path"`,
 	} {
@@ -831,13 +833,44 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	}
 
 	ok := Config{
-		Addr: ":8080", AdminAddr: ":8081", JWKSURL: "http://identity:8081/.well-known/jwks.json",
-		Upstreams: map[string]string{
-			"identity": "identity:9090", "catalog": "dns:///catalog:9090", "inventory": "inventory:9090",
-			"cart": "cart:9090", "orders": "orders:9090", "payments": "payments:9090", "notifications": "notifications:9090",
-		},
-	}.Defaults()
+		Addr: ":8080", AdminAddr: ":8081", Keys: auth.KeysConfig{JWKSURL: "http://identity:8081/.well-known/jwks.json"},
+		Upstreams: testUpstreams(func(name string) string {
+			if name == "catalog" {
+				return "dns:///catalog:9090"
+			}
+			return name + ":9090"
+		}),
+	}.WithDefaults()
 	require.NoError(t, ok.Validate())
 	require.Equal(t, int64(1<<20), ok.BodyLimitBytes)
 	require.Equal(t, 10*time.Second, ok.RequestTimeout)
+}
+
+// Secure by default: a route that no access rule covers is refused to
+// everyone, admins included, before it reaches its service; paths that are
+// no route still answer 404.
+func TestRouteWithoutAccessRuleIsClosed(t *testing.T) {
+	var logs syncBuffer
+	tg := startGatewayLogging(t, func(c *Config) {
+		for i := range c.Upstreams {
+			if c.Upstreams[i].Name == "catalog" {
+				api := c.Upstreams[i].API
+				api.Access = nil // the catalog forgot to say who may call it
+				c.Upstreams[i].API = api
+			}
+		}
+	}, &logs)
+	admin := bearer(tg.issuer.Token("admin-1", auth.RoleAdmin))
+	for _, caller := range []http.Header{nil, bearer(tg.issuer.Token("u-1", auth.RoleCustomer)), admin} {
+		resp, body := tg.do(t, http.MethodGet, "/api/v1/products/p1", nil, caller)
+		p := requireProblem(t, resp, body, http.StatusForbidden)
+		require.Contains(t, p.Detail, "no access rule")
+	}
+	require.Zero(t, tg.catalog.callCount(), "nothing reached the service")
+	require.Contains(t, logs.String(), "route has no access rule")
+
+	resp, body := tg.do(t, http.MethodGet, "/api/v1/cart", nil, nil)
+	requireProblem(t, resp, body, http.StatusUnauthorized) // the other rules still apply
+	resp, body = tg.do(t, http.MethodGet, "/api/v1/nothing/here", nil, admin)
+	requireProblem(t, resp, body, http.StatusNotFound)
 }

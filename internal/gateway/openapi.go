@@ -38,7 +38,7 @@ const problemSchema = `{
 // problems, and routes that need a token marked with the bearer scheme.
 // Two documents defining the same operation or the same definition
 // differently are conflicts: the first one wins and each is reported.
-func mergeOpenAPI(fsys fs.FS, services []string, statuses map[string]int) (map[string]any, []string, error) {
+func mergeOpenAPI(fsys fs.FS, services []string, statuses map[string]int, policy accessPolicy) (map[string]any, []string, error) {
 	patterns := []string{"*/v1/*.swagger.json"}
 	if services != nil {
 		patterns = patterns[:0]
@@ -100,7 +100,7 @@ func mergeOpenAPI(fsys fs.FS, services []string, statuses map[string]int) (map[s
 					continue
 				}
 				if opMap, ok := op.(map[string]any); ok && slices.Contains(httpMethods, method) {
-					adjustOperation(opMap, strings.ToUpper(method), path, byOperation)
+					adjustOperation(opMap, strings.ToUpper(method), path, byOperation, policy)
 				}
 				merged[method] = op
 			}
@@ -146,7 +146,7 @@ func mergeOpenAPI(fsys fs.FS, services []string, statuses map[string]int) (map[s
 
 // adjustOperation makes one operation say what the gateway does: its
 // success status, its problem responses and whether it needs a token.
-func adjustOperation(op map[string]any, method, path string, byOperation map[string]int) {
+func adjustOperation(op map[string]any, method, path string, byOperation map[string]int, policy accessPolicy) {
 	responses, _ := op["responses"].(map[string]any)
 	if responses == nil {
 		responses = map[string]any{}
@@ -167,15 +167,20 @@ func adjustOperation(op map[string]any, method, path string, byOperation map[str
 		"description": "An error, as a problem.",
 		"schema":      map[string]any{"$ref": "#/definitions/Problem"},
 	}
-	need := requiredAccess(method, path)
+	need, covered := policy.requiredAccess(method, path)
+	if !covered {
+		responses["403"] = map[string]any{"description": "No access rule covers this route: it is closed.", "schema": map[string]any{"$ref": "#/definitions/Problem"}}
+		op["x-mercato-access"] = "closed"
+		return
+	}
 	switch need {
-	case signedIn:
+	case SignedIn:
 		responses["401"] = map[string]any{"description": "No valid access token.", "schema": map[string]any{"$ref": "#/definitions/Problem"}}
-	case adminOnly:
+	case AdminOnly:
 		responses["401"] = map[string]any{"description": "No valid access token.", "schema": map[string]any{"$ref": "#/definitions/Problem"}}
 		responses["403"] = map[string]any{"description": "The caller is not an admin.", "schema": map[string]any{"$ref": "#/definitions/Problem"}}
 	}
-	if need != anyone {
+	if need != Anyone {
 		op["security"] = []any{map[string]any{"bearer": []any{}}}
 		op["x-mercato-access"] = need.String()
 	}

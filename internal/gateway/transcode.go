@@ -104,20 +104,20 @@ type transcoders struct {
 func (g *Gateway) newTranscoders(ctx context.Context, pool *upstreamPool, routes map[string][]string) (*transcoders, error) {
 	json := &planMarshaler{JSONPb: jsonMarshaler} // one plan cache for every mux
 	t := &transcoders{byResource: map[string]*runtime.ServeMux{}, all: g.newTranscoder(json)}
-	for _, u := range upstreams {
-		if err := u.register(ctx, t.all, pool.conn(u.name)); err != nil {
-			return nil, fmt.Errorf("register %s routes: %w", u.name, err)
+	for _, u := range g.cfg.Upstreams {
+		if err := u.API.Register(ctx, t.all, pool.conn(u.Name)); err != nil {
+			return nil, fmt.Errorf("register %s routes: %w", u.Name, err)
 		}
 	}
 	servedBy := map[string][]string{} // resource -> upstreams, in upstream order
-	for _, u := range upstreams {
-		for _, route := range routes[u.name] {
+	for _, u := range g.cfg.Upstreams {
+		for _, route := range routes[u.Name] {
 			res := resource(route)
 			if strings.Contains(res, "{") {
 				return &transcoders{all: t.all}, nil
 			}
-			if !slices.Contains(servedBy[res], u.name) {
-				servedBy[res] = append(servedBy[res], u.name)
+			if !slices.Contains(servedBy[res], u.Name) {
+				servedBy[res] = append(servedBy[res], u.Name)
 			}
 		}
 	}
@@ -127,10 +127,10 @@ func (g *Gateway) newTranscoders(ctx context.Context, pool *upstreamPool, routes
 		mux, ok := bySet[set]
 		if !ok {
 			mux = g.newTranscoder(json)
-			for _, u := range upstreams {
-				if slices.Contains(names, u.name) {
-					if err := u.register(ctx, mux, pool.conn(u.name)); err != nil {
-						return nil, fmt.Errorf("register %s routes: %w", u.name, err)
+			for _, u := range g.cfg.Upstreams {
+				if slices.Contains(names, u.Name) {
+					if err := u.API.Register(ctx, mux, pool.conn(u.Name)); err != nil {
+						return nil, fmt.Errorf("register %s routes: %w", u.Name, err)
 					}
 				}
 			}

@@ -73,36 +73,53 @@ func TestLimiterSetKeepsStateOfRecentKeysAcrossRotation(t *testing.T) {
 	require.False(t, ok, "a rotation does not hand out a fresh bucket")
 }
 
+func testPolicy() accessPolicy {
+	return newAccessPolicy(testUpstreams(func(string) string { return "" }))
+}
+
 func TestRequiredAccess(t *testing.T) {
 	cases := []struct {
 		method, path string
-		want         access
+		want         Access // 0: no rule covers it
 	}{
-		{"GET", "/api/v1/products", anyone},
-		{"GET", "/api/v1/products/p1", anyone},
-		{"POST", "/api/v1/products", adminOnly},
-		{"PATCH", "/api/v1/products/p1", adminOnly},
-		{"DELETE", "/api/v1/products/p1", adminOnly},
-		{"DELETE", "/api/v1/products/", adminOnly},
-		{"PUT", "/api/v1/products/p1", adminOnly},
-		{"POST", "/api/v1/productsX", anyone},
-		{"GET", "/api/v1/inventory/SKU-1", adminOnly},
-		{"PUT", "/api/v1/inventory/SKU-1", adminOnly},
-		{"GET", "/api/v1/me", signedIn},
-		{"GET", "/api/v1/media", anyone},
-		{"POST", "/api/v1/auth/logout", signedIn},
-		{"POST", "/api/v1/auth/login", anyone},
-		{"GET", "/api/v1/cart", signedIn},
-		{"PUT", "/api/v1/cart/items/p1", signedIn},
-		{"POST", "/api/v1/orders", signedIn},
-		{"POST", "/api/v1/orders/o1/cancel", signedIn},
-		{"GET", "/api/v1/payments", signedIn},
-		{"GET", "/api/v1/notifications", signedIn},
-		{"GET", "/.well-known/jwks.json", anyone},
+		{"GET", "/api/v1/products", Anyone},
+		{"GET", "/api/v1/products/p1", Anyone},
+		{"POST", "/api/v1/products", AdminOnly},
+		{"PATCH", "/api/v1/products/p1", AdminOnly},
+		{"DELETE", "/api/v1/products/p1", AdminOnly},
+		{"DELETE", "/api/v1/products/", AdminOnly},
+		{"PUT", "/api/v1/products/p1", AdminOnly},
+		{"POST", "/api/v1/productsX", 0},
+		{"GET", "/api/v1/inventory/SKU-1", AdminOnly},
+		{"PUT", "/api/v1/inventory/SKU-1", AdminOnly},
+		{"GET", "/api/v1/me", SignedIn},
+		{"GET", "/api/v1/media", 0},
+		{"POST", "/api/v1/auth/logout", SignedIn},
+		{"POST", "/api/v1/auth/login", Anyone},
+		{"GET", "/api/v1/cart", SignedIn},
+		{"PUT", "/api/v1/cart/items/p1", SignedIn},
+		{"POST", "/api/v1/orders", SignedIn},
+		{"POST", "/api/v1/orders/o1/cancel", SignedIn},
+		{"GET", "/api/v1/payments", SignedIn},
+		{"GET", "/api/v1/notifications", SignedIn},
+		{"GET", "/.well-known/jwks.json", Anyone},
+		{"GET", "/openapi.json", Anyone},
+		{"GET", "/docs", Anyone},
 	}
+	policy := testPolicy()
 	for _, tc := range cases {
-		require.Equal(t, tc.want, requiredAccess(tc.method, tc.path), "%s %s", tc.method, tc.path)
+		got, covered := policy.requiredAccess(tc.method, tc.path)
+		require.Equal(t, tc.want != 0, covered, "%s %s covered", tc.method, tc.path)
+		require.Equal(t, tc.want, got, "%s %s", tc.method, tc.path)
 	}
+}
+
+func TestRuleValidation(t *testing.T) {
+	require.NoError(t, Rule{Prefix: "/api/v1/x", Access: SignedIn}.validate())
+	require.ErrorContains(t, Rule{Prefix: "api/v1/x", Access: SignedIn}.validate(), "must start with /")
+	require.ErrorContains(t, Rule{Prefix: "/api/v1/x/", Access: SignedIn}.validate(), "not end with one")
+	require.ErrorContains(t, Rule{Prefix: "/api/v1/x"}.validate(), "says no access")
+	require.ErrorContains(t, Rule{Prefix: "/api/v1/x", Methods: []string{"get"}, Access: Anyone}.validate(), "upper case")
 }
 
 func TestValidRequestID(t *testing.T) {
@@ -158,18 +175,18 @@ func TestRecoveryAbortsAStartedResponse(t *testing.T) {
 
 func TestGeneratedOpenAPIDocumentsDoNotConflict(t *testing.T) {
 	g := &Gateway{statuses: map[string]int{}}
-	for _, u := range upstreams {
-		for m, c := range u.statuses {
+	for _, a := range testAPIs {
+		for m, c := range a.api.Statuses {
 			g.statuses[m] = c
 		}
 	}
 	// Every generated document, served yet or not, so a clash is found
 	// before the service is added to the upstreams.
-	_, conflicts, err := mergeOpenAPI(gen.OpenAPI, nil, g.statuses)
+	_, conflicts, err := mergeOpenAPI(gen.OpenAPI, nil, g.statuses, testPolicy())
 	require.NoError(t, err)
 	require.Empty(t, conflicts, "services' documents must not define the same thing differently")
 
-	doc, conflicts, err := mergeOpenAPI(gen.OpenAPI, UpstreamNames(), g.statuses)
+	doc, conflicts, err := mergeOpenAPI(gen.OpenAPI, testUpstreamNames(), g.statuses, testPolicy())
 	require.NoError(t, err)
 	require.Empty(t, conflicts)
 	corrected := 0
@@ -192,7 +209,7 @@ func TestMergeOpenAPIReportsConflicts(t *testing.T) {
 		"a/v1/a.swagger.json": {Data: []byte(`{"paths":{"/x":{"get":{"operationId":"A_Get","responses":{"200":{"description":"ok"}}}}},"definitions":{"v1Item":{"type":"object","properties":{"id":{"type":"string"}}}}}`)},
 		"b/v1/b.swagger.json": {Data: []byte(`{"paths":{"/x":{"get":{"operationId":"B_Get"}},"/y":{"get":{"operationId":"B_Y"}}},"definitions":{"v1Item":{"type":"object","properties":{"sku":{"type":"string"}}}}}`)},
 	}
-	doc, conflicts, err := mergeOpenAPI(fsys, nil, nil)
+	doc, conflicts, err := mergeOpenAPI(fsys, nil, nil, testPolicy())
 	require.NoError(t, err)
 	require.Len(t, conflicts, 2)
 	require.Contains(t, conflicts[0]+conflicts[1], "GET /x")
@@ -234,13 +251,13 @@ func TestResourceIsThePathUpToItsThirdSegment(t *testing.T) {
 func TestEveryRouteReachesItsService(t *testing.T) {
 	tg := startGateway(t, func(c *Config) { c.RateLimitRPS = 0 })
 	admin := bearer(tg.issuer.Token("admin-1", auth.RoleAdmin))
-	routes, err := upstreamRoutes(gen.OpenAPI, UpstreamNames())
+	routes, err := upstreamRoutes(gen.OpenAPI, testUpstreamNames())
 	require.NoError(t, err)
-	doc, _, err := mergeOpenAPI(gen.OpenAPI, UpstreamNames(), nil)
+	doc, _, err := mergeOpenAPI(gen.OpenAPI, testUpstreamNames(), nil, testPolicy())
 	require.NoError(t, err)
 	paths := doc["paths"].(map[string]any)
 	checked := 0
-	for _, name := range UpstreamNames() {
+	for _, name := range testUpstreamNames() {
 		for _, route := range routes[name] {
 			path := regexp.MustCompile(`\{[^}]+\}`).ReplaceAllString(route, "x1")
 			for method := range paths[route].(map[string]any) {
@@ -266,10 +283,10 @@ func TestEveryRouteReachesItsService(t *testing.T) {
 // every HTTP binding a service registers must be in its document; a binding
 // left out (a hidden operation) could land on a mux without its service.
 func TestOpenAPIDocumentsEveryBinding(t *testing.T) {
-	routes, err := upstreamRoutes(gen.OpenAPI, UpstreamNames())
+	routes, err := upstreamRoutes(gen.OpenAPI, testUpstreamNames())
 	require.NoError(t, err)
 	bindings := 0
-	for _, name := range UpstreamNames() {
+	for _, name := range testUpstreamNames() {
 		raw, err := os.ReadFile(filepath.Join("..", "..", "api", "proto", name, "v1", name+".http.yaml"))
 		require.NoError(t, err)
 		var cfg struct {

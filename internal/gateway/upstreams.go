@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -16,100 +15,37 @@ import (
 	_ "google.golang.org/grpc/health" // client-side health checking, enabled in the service config
 	"google.golang.org/grpc/keepalive"
 
-	cartv1 "github.com/mercato-dev/mercato/internal/gen/cart/v1"
-	catalogv1 "github.com/mercato-dev/mercato/internal/gen/catalog/v1"
-	identityv1 "github.com/mercato-dev/mercato/internal/gen/identity/v1"
-	inventoryv1 "github.com/mercato-dev/mercato/internal/gen/inventory/v1"
-	notificationsv1 "github.com/mercato-dev/mercato/internal/gen/notifications/v1"
-	ordersv1 "github.com/mercato-dev/mercato/internal/gen/orders/v1"
-	paymentsv1 "github.com/mercato-dev/mercato/internal/gen/payments/v1"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
 )
 
-// upstream is one service behind the gateway.
-type upstream struct {
-	// name keys Config.Upstreams (and MERCATO_<NAME>_ADDR in cmd/).
-	name string
-	// register adds the service's HTTP routes to the mux, calling it over conn.
-	register func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error
-	// statuses are the success statuses of methods that do not answer 200,
+// API is a service's public API as the gateway serves it. The table of
+// services gives one per service that has a public API; the gateway names
+// no service itself.
+type API struct {
+	// Register adds the service's HTTP routes to the mux, calling it over
+	// conn: the generated Register<Service>Handler.
+	Register func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error
+	// Statuses are the success statuses of methods that do not answer 200,
 	// keyed by full method name.
-	statuses map[string]int
-	// retryable are the full names of methods safe to call again after an
+	Statuses map[string]int
+	// Retryable are the full names of methods safe to call again after an
 	// UNAVAILABLE answer (reads); nothing else is ever retried.
-	retryable []string
+	Retryable []string
+	// Access says who may call the service's routes. A route no rule
+	// covers is refused (see Rule).
+	Access []Rule
 }
 
-// upstreams are the services the gateway serves. Adding a service is one
-// entry here (and its address in the environment).
-var upstreams = []upstream{
-	{
-		name:     "identity",
-		register: identityv1.RegisterIdentityServiceHandler,
-		statuses: map[string]int{
-			identityv1.IdentityService_Register_FullMethodName: http.StatusCreated,
-			identityv1.IdentityService_Logout_FullMethodName:   http.StatusNoContent,
-		},
-		retryable: []string{identityv1.IdentityService_GetMe_FullMethodName, identityv1.IdentityService_GetJWKS_FullMethodName},
-	},
-	{
-		name:     "catalog",
-		register: catalogv1.RegisterCatalogServiceHandler,
-		statuses: map[string]int{
-			catalogv1.CatalogService_CreateProduct_FullMethodName: http.StatusCreated,
-			catalogv1.CatalogService_DeleteProduct_FullMethodName: http.StatusNoContent,
-		},
-		retryable: []string{
-			catalogv1.CatalogService_ListProducts_FullMethodName,
-			catalogv1.CatalogService_GetProduct_FullMethodName,
-			catalogv1.CatalogService_BatchGetProducts_FullMethodName,
-		},
-	},
-	{
-		name:      "inventory",
-		register:  inventoryv1.RegisterInventoryServiceHandler,
-		retryable: []string{inventoryv1.InventoryService_GetStock_FullMethodName},
-	},
-	{
-		name:     "cart",
-		register: cartv1.RegisterCartServiceHandler,
-		statuses: map[string]int{
-			cartv1.CartService_ClearCart_FullMethodName: http.StatusNoContent,
-		},
-		retryable: []string{cartv1.CartService_GetCart_FullMethodName},
-	},
-	{
-		name:     "orders",
-		register: ordersv1.RegisterOrdersServiceHandler,
-		statuses: map[string]int{
-			ordersv1.OrdersService_PlaceOrder_FullMethodName: http.StatusAccepted,
-		},
-		retryable: []string{
-			ordersv1.OrdersService_GetOrder_FullMethodName,
-			ordersv1.OrdersService_ListOrders_FullMethodName,
-			ordersv1.OrdersService_ListOrderEvents_FullMethodName,
-		},
-	},
-	{
-		name:      "payments",
-		register:  paymentsv1.RegisterPaymentsServiceHandler,
-		retryable: []string{paymentsv1.PaymentsService_ListPayments_FullMethodName},
-	},
-	{
-		name:      "notifications",
-		register:  notificationsv1.RegisterNotificationsServiceHandler,
-		retryable: []string{notificationsv1.NotificationsService_ListNotifications_FullMethodName},
-	},
-}
-
-// UpstreamNames lists the upstream services, in the order they are set up;
-// each needs an address in Config.Upstreams.
-func UpstreamNames() []string {
-	names := make([]string, len(upstreams))
-	for i, u := range upstreams {
-		names[i] = u.name
-	}
-	return names
+// Upstream is one service behind the gateway.
+type Upstream struct {
+	// Name names the service in logs, readiness checks and errors, and
+	// finds its OpenAPI document (<name>/v1/<name>.swagger.json in the
+	// generated documents).
+	Name string
+	// Target is its gRPC target, e.g. "127.0.0.1:9101" or
+	// "dns:///catalog:9090".
+	Target string
+	API    API
 }
 
 // upstreamPool holds one long-lived client connection per upstream. A
@@ -121,15 +57,16 @@ type upstreamPool struct {
 	targets map[string]string
 }
 
-func dialUpstreams(targets map[string]string) (*upstreamPool, error) {
-	p := &upstreamPool{conns: map[string]*grpc.ClientConn{}, targets: targets}
+func dialUpstreams(upstreams []Upstream) (*upstreamPool, error) {
+	p := &upstreamPool{conns: map[string]*grpc.ClientConn{}, targets: map[string]string{}}
 	for _, u := range upstreams {
-		serviceConfig, err := serviceConfigJSON(u.retryable)
+		p.targets[u.Name] = u.Target
+		serviceConfig, err := serviceConfigJSON(u.API.Retryable)
 		if err != nil {
 			_ = p.close()
 			return nil, err
 		}
-		conn, err := grpc.NewClient(targets[u.name],
+		conn, err := grpc.NewClient(u.Target,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultServiceConfig(serviceConfig),
 			// Pings only while calls are in flight: the services keep
@@ -143,11 +80,11 @@ func dialUpstreams(targets map[string]string) (*upstreamPool, error) {
 		)
 		if err != nil {
 			_ = p.close()
-			return nil, fmt.Errorf("%s upstream %q: %w", u.name, targets[u.name], err)
+			return nil, fmt.Errorf("%s upstream %q: %w", u.Name, u.Target, err)
 		}
 		// Connect now so the first request does not pay for it.
 		conn.Connect()
-		p.conns[u.name] = conn
+		p.conns[u.Name] = conn
 	}
 	return p, nil
 }

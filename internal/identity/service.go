@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	identityv1 "github.com/mercato-dev/mercato/internal/gen/identity/v1"
 	"github.com/mercato-dev/mercato/internal/identity/adapters"
 	"github.com/mercato-dev/mercato/internal/identity/app"
@@ -52,17 +50,17 @@ const tokenLeeway = time.Minute
 // sessionPruneInterval is how often expired refresh tokens are deleted.
 const sessionPruneInterval = time.Hour
 
+// Streams are the JetStream streams identity publishes its events to.
+var Streams = []events.Stream{{Name: "USERS", Domain: "user", Description: "identity events"}}
+
 // Config is everything the service needs. Zero durations and a zero
-// MaxConcurrentHashes or StreamReplicas take the defaults above; zero login
+// MaxConcurrentHashes take the defaults above; zero login
 // rates turn those limits off.
 type Config struct {
 	Server server.Config
 	DB     db.Config
-	// NATSURL is the NATS server events are published to.
-	NATSURL string
-	// StreamReplicas is the replica count of the JetStream streams: 1 for
-	// a single server, 3 on a cluster.
-	StreamReplicas int
+	// Events is where identity's events go (its Streams are added).
+	Events events.Config
 
 	// AdminEmail and AdminPassword, when both set, make sure at every
 	// start that this admin account exists with this password. They are
@@ -101,8 +99,10 @@ type Config struct {
 	ServiceSecret string
 }
 
-func (c Config) withDefaults() Config {
-	c.Server = c.Server.Defaults()
+// WithDefaults returns c with every unset field filled.
+func (c Config) WithDefaults() Config {
+	c.Server = c.Server.WithDefaults()
+	c.Events = c.Events.WithDefaults().WithStreams(Streams...)
 	setDefault := func(d *time.Duration, def time.Duration) {
 		if *d == 0 {
 			*d = def
@@ -116,20 +116,17 @@ func (c Config) withDefaults() Config {
 	if c.MaxConcurrentHashes == 0 {
 		c.MaxConcurrentHashes = DefaultMaxConcurrentHashes
 	}
-	if c.StreamReplicas == 0 {
-		c.StreamReplicas = 1
-	}
 	return c
 }
 
-// Validate reports every problem with the configuration (after defaults).
+// Validate reports every problem with c, once its defaults are filled, at
+// once.
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	var p config.Problems
 	p.Include("server", c.Server.Validate())
 	p.Include("database", c.DB.Validate())
-	p.Add(c.NATSURL == "", "NATS URL is empty")
-	p.Add(c.StreamReplicas < 1 || c.StreamReplicas > 5, "stream replicas must be 1 to 5, got %d", c.StreamReplicas)
+	p.Include("events", c.Events.Validate())
 
 	p.Add((c.AdminEmail == "") != (c.AdminPassword == ""), "admin email and admin password must be set together")
 	if c.AdminEmail != "" {
@@ -157,18 +154,24 @@ func (c Config) Validate() error {
 	return p.Err()
 }
 
-// Migrate applies the service's schema migrations (and the outbox's) and
-// closes the database.
-func Migrate(ctx context.Context, cfg Config) error {
-	d, err := db.Open(ctx, cfg.DB)
+// Migrate applies identity's schema (and the outbox's) to the database cfg
+// names and closes it again: what `mercato migrate identity` runs. It is
+// idempotent.
+func Migrate(ctx context.Context, cfg db.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("identity database configuration: %w", err)
+	}
+	d, err := db.Open(ctx, cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("open identity database: %w", err)
 	}
 	defer d.Close()
-	return migrate(ctx, d)
+	return MigrateDB(ctx, d)
 }
 
-func migrate(ctx context.Context, d *db.DB) error {
+// MigrateDB applies identity's migrations and the events schema to an open
+// database.
+func MigrateDB(ctx context.Context, d *db.DB) error {
 	if err := events.Migrate(ctx, d, migrations); err != nil {
 		return fmt.Errorf("migrate identity: %w", err)
 	}
@@ -179,45 +182,41 @@ func migrate(ctx context.Context, d *db.DB) error {
 type Service struct {
 	cfg      Config
 	log      *slog.Logger
-	db       *db.DB
-	nc       *nats.Conn
-	srv      *server.Server
+	server   *server.Server
 	relay    *events.Relay
 	keys     *app.KeyRing
 	sessions *adapters.SessionRepository
+	closers  server.Closers
 }
 
 // New opens and migrates the database, connects to NATS, makes sure a
 // signing key and (if configured) the admin account exist, and listens on
 // the configured addresses. Call Run to serve.
-func New(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, err error) {
-	cfg = cfg.withDefaults()
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("identity configuration: %w", err)
 	}
+	s := &Service{cfg: cfg, log: logger}
+	defer s.closers.CloseOnError(&err)
+
 	d, err := db.Open(ctx, cfg.DB)
 	if err != nil {
+		return nil, fmt.Errorf("open identity database: %w", err)
+	}
+	s.closers.Add(d.Close)
+	if err := MigrateDB(ctx, d); err != nil {
 		return nil, err
 	}
-	var nc *nats.Conn
-	defer func() {
-		if err != nil {
-			if nc != nil {
-				nc.Close()
-			}
-			_ = d.Close()
-		}
-	}()
-	if err := migrate(ctx, d); err != nil {
-		return nil, err
-	}
-	nc, js, err := events.Connect(ctx, cfg.NATSURL, Name, cfg.StreamReplicas)
+	nc, js, err := events.Connect(ctx, cfg.Events, Name)
 	if err != nil {
 		return nil, err
 	}
+	s.closers.Add(func() error { return events.Drain(nc) })
 
 	reg := observability.NewRegistry()
-	outbox := events.NewOutbox(d)
+	outbox := events.NewOutbox(d, events.PublishesTo(Streams...))
+	s.relay = events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
 	sessions := adapters.NewSessionRepository(d)
 	keys := app.NewKeyRing(adapters.NewSigningKeyRepository(d), domain.KeyPolicy{
 		RotationInterval: cfg.KeyRotationInterval,
@@ -248,42 +247,42 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, er
 	// Identity checks its own tokens against its key ring: no HTTP
 	// round-trip to itself, and a fresh key is known the moment it exists.
 	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
-	srv, err := server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
 	if err != nil {
 		return nil, err
 	}
-	identityv1.RegisterIdentityServiceServer(srv.GRPC(), ports.NewGRPCServer(identity))
-	srv.HandleHTTP("GET "+ports.JWKSPath, ports.JWKSHandler(identity))
-	srv.AddCheck("database", d.PingContext)
-	srv.AddCheck("nats", events.ConnectedCheck(nc))
-	srv.AddCheck("signing_key", keys.Ready)
-
-	return &Service{
-		cfg: cfg, log: logger, db: d, nc: nc, srv: srv, keys: keys, sessions: sessions,
-		relay: events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg)),
-	}, nil
+	identityv1.RegisterIdentityServiceServer(s.server.GRPC(), ports.NewGRPCServer(identity))
+	s.server.HandleHTTP("GET "+ports.JWKSPath, ports.JWKSHandler(identity))
+	s.server.AddCheck("database", d.PingContext)
+	s.server.AddCheck("nats", events.ConnectedCheck(nc))
+	s.server.AddCheck("signing_key", keys.Ready)
+	s.keys, s.sessions = keys, sessions
+	return s, nil
 }
 
-// GRPCAddr is the address the gRPC API listens on.
-func (s *Service) GRPCAddr() string { return s.srv.GRPCAddr() }
-
-// HTTPAddr is the address of the admin listener (health, metrics, JWKS).
-func (s *Service) HTTPAddr() string { return s.srv.HTTPAddr() }
-
-// Run serves until ctx is cancelled, drains, and closes NATS and the
-// database. Besides the APIs it runs the outbox relay, key rotation and
-// the pruning of expired refresh tokens.
+// Run serves until ctx is cancelled, then drains in-flight requests, stops
+// the outbox relay, key rotation and the pruning of expired refresh tokens,
+// and closes NATS and the database. It returns the error that stopped the
+// service, or nil after a graceful stop. Call it once.
 func (s *Service) Run(ctx context.Context) error {
 	// The server stops the components (the relay among them) before it
 	// returns, so nothing uses NATS or the database after this.
-	defer s.db.Close()
-	defer s.nc.Close()
-	return s.srv.Run(ctx,
+	err := s.server.Run(ctx,
 		s.relay.Run,
 		server.Every(s.cfg.KeyRefreshInterval, s.keys.Maintain),
 		server.Every(sessionPruneInterval, s.pruneSessions),
 	)
+	if closeErr := s.closers.Close(); closeErr != nil {
+		s.log.WarnContext(ctx, "closing identity resources failed", "error", closeErr)
+	}
+	return err
 }
+
+// GRPCAddr is the address the gRPC server listens on.
+func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
+
+// HTTPAddr is the address of the admin HTTP listener (health, metrics, JWKS).
+func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }
 
 func (s *Service) pruneSessions(ctx context.Context) {
 	n, err := s.sessions.PruneExpired(ctx, time.Now())

@@ -23,6 +23,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/identity"
 	"github.com/mercato-dev/mercato/internal/identity/domain"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
+	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
 	"github.com/mercato-dev/mercato/internal/platform/events"
@@ -43,7 +44,7 @@ func startService(t *testing.T, natsURL string) (*identity.Service, identityv1.I
 	cfg := identity.Config{
 		Server:               server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
 		DB:                   db.Config{URL: dbtest.SQLiteURL(t)},
-		NATSURL:              natsURL,
+		Events:               events.Config{URL: natsURL},
 		AdminEmail:           adminEmail,
 		AdminPassword:        adminPassword,
 		LoginRatePerMinute:   3,
@@ -205,7 +206,7 @@ func TestServiceOverGRPC(t *testing.T) {
 	_, js := natstest.Connect(t, natsURL)
 	var msg *jetstream.RawStreamMsg
 	require.Eventually(t, func() bool {
-		stream, err := js.Stream(ctx, events.StreamUsers)
+		stream, err := js.Stream(ctx, identity.Streams[0].Name)
 		if err != nil {
 			return false
 		}
@@ -225,9 +226,9 @@ func TestServiceRestartKeepsKeysAndAccounts(t *testing.T) {
 	natsURL := natstest.Start(t)
 	dbURL := dbtest.SQLiteURL(t)
 	cfg := identity.Config{
-		Server:  server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
-		DB:      db.Config{URL: dbURL},
-		NATSURL: natsURL,
+		Server: server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
+		DB:     db.Config{URL: dbURL},
+		Events: events.Config{URL: natsURL},
 	}
 	logger := slog.New(slog.DiscardHandler)
 	run := func() (identityv1.IdentityServiceClient, func()) {
@@ -263,14 +264,15 @@ func TestServiceRestartKeepsKeysAndAccounts(t *testing.T) {
 
 func TestNewRefusesABadConfigBeforeStarting(t *testing.T) {
 	_, err := identity.New(t.Context(), identity.Config{}, slog.New(slog.DiscardHandler))
-	require.Error(t, err)
+	require.ErrorAs(t, err, new(*config.Error))
+	require.ErrorContains(t, err, "identity configuration: ")
 }
 
 func TestConfigValidate(t *testing.T) {
 	valid := identity.Config{
-		Server:  server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
-		DB:      db.Config{URL: "data/identity.db"},
-		NATSURL: "nats://127.0.0.1:4222",
+		Server: server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
+		DB:     db.Config{URL: "data/identity.db"},
+		Events: events.Config{URL: "nats://127.0.0.1:4222"},
 	}
 	require.NoError(t, valid.Validate(), "zero durations take their defaults")
 
@@ -284,15 +286,15 @@ func TestConfigValidate(t *testing.T) {
 		MaxConcurrentHashes:  -1,
 		LoginRatePerMinute:   -1,
 		LoginIPRatePerMinute: -5,
-		StreamReplicas:       7,
+		Events:               events.Config{StreamReplicas: 7},
 	}
 	err := bad.Validate()
 	require.Error(t, err)
 	for _, want := range []string{
 		"gRPC listen address is empty",
 		"database URL",
-		"NATS URL is empty",
-		"stream replicas must be 1 to 5",
+		"events: NATS URL is empty",
+		"stream replicas must be 1 to 5, got 7",
 		"admin email and admin password must be set together",
 		"admin email: email must be a valid address",
 		"access token lifetime must be 1m to 24h",

@@ -38,7 +38,6 @@ import (
 	"embed"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"time"
 
 	inventoryv1 "github.com/mercato-dev/mercato/internal/gen/inventory/v1"
@@ -75,9 +74,8 @@ const (
 type Config struct {
 	Server server.Config
 	DB     db.Config
-	// JWKSURL is where identity publishes the public keys that sign access
-	// tokens. Not needed when Keys is set.
-	JWKSURL string
+	// Keys verify access tokens.
+	Keys auth.KeysConfig
 	// ReservationTTL is how long a reservation holds stock when ReserveStock
 	// gives no ttl (DefaultReservationTTL when 0), at most 24h. It must be
 	// longer than the orders saga takes from reserving to committing, or
@@ -87,13 +85,11 @@ type Config struct {
 	// (DefaultExpirySweepInterval when 0), 100ms to 1h. Stock held by an
 	// abandoned checkout comes back at most this long after it expires.
 	ExpirySweepInterval time.Duration
-	// Keys, when set, verifies access tokens instead of fetching JWKSURL
-	// (tests, or a deployment that distributes keys another way).
-	Keys auth.KeySource
 }
 
-// Defaults fills unset service-specific fields.
-func (c Config) Defaults() Config {
+// WithDefaults returns c with every unset field filled.
+func (c Config) WithDefaults() Config {
+	c.Server = c.Server.WithDefaults()
 	if c.ReservationTTL == 0 {
 		c.ReservationTTL = DefaultReservationTTL
 	}
@@ -103,18 +99,14 @@ func (c Config) Defaults() Config {
 	return c
 }
 
-// Validate reports every problem with c (after Defaults) at once.
+// Validate reports every problem with c, once its defaults are filled, at
+// once.
 func (c Config) Validate() error {
-	c = c.Defaults()
+	c = c.WithDefaults()
 	var p config.Problems
-	p.Include("server", c.Server.Defaults().Validate())
+	p.Include("server", c.Server.Validate())
 	p.Include("database", c.DB.Validate())
-	if c.Keys == nil {
-		u, err := url.Parse(c.JWKSURL)
-		p.Add(c.JWKSURL == "", "JWKS URL is empty")
-		p.Add(c.JWKSURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == ""),
-			"JWKS URL %q is not an absolute http(s) URL", c.JWKSURL)
-	}
+	p.Include("keys", c.Keys.Validate())
 	p.Add(c.ReservationTTL < time.Second || c.ReservationTTL > domain.MaxTTL,
 		"reservation TTL must be between 1s and %s, got %s", domain.MaxTTL, c.ReservationTTL)
 	p.Add(c.ExpirySweepInterval < MinExpirySweepInterval || c.ExpirySweepInterval > MaxExpirySweepInterval,
@@ -123,13 +115,13 @@ func (c Config) Validate() error {
 	return p.Err()
 }
 
-// Migrate applies the inventory's schema to cfg.DB and closes it again:
-// what `mercato migrate inventory` runs. It is idempotent.
-func Migrate(ctx context.Context, cfg Config) error {
-	if err := cfg.DB.Validate(); err != nil {
-		return fmt.Errorf("inventory database: %w", err)
+// Migrate applies the inventory's schema to the database cfg names and
+// closes it again: what `mercato migrate inventory` runs. It is idempotent.
+func Migrate(ctx context.Context, cfg db.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("inventory database configuration: %w", err)
 	}
-	d, err := db.Open(ctx, cfg.DB)
+	d, err := db.Open(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open inventory database: %w", err)
 	}
@@ -149,7 +141,7 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 type Service struct {
 	server  *server.Server
 	sweeper *ports.ExpirySweeper
-	db      *db.DB
+	closers server.Closers
 	log     *slog.Logger
 }
 
@@ -157,20 +149,18 @@ type Service struct {
 // served, and no reservation expired, until Run. On error everything
 // opened so far is closed again.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("inventory config: %w", err)
+		return nil, fmt.Errorf("inventory configuration: %w", err)
 	}
-	cfg = cfg.Defaults()
+	s := &Service{log: logger}
+	defer s.closers.CloseOnError(&err)
 
 	d, err := db.Open(ctx, cfg.DB)
 	if err != nil {
 		return nil, fmt.Errorf("open inventory database: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = d.Close()
-		}
-	}()
+	s.closers.Add(d.Close)
 	if err := MigrateDB(ctx, d); err != nil {
 		return nil, err
 	}
@@ -182,24 +172,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	}
 	inv := app.NewInventory(adapters.NewInventorySQLRepository(d), cfg.ReservationTTL, metrics)
 
-	keys := cfg.Keys
-	if keys == nil {
-		keys = auth.NewJWKSCache(cfg.JWKSURL, nil)
-	}
-	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
-	srv, err := server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	verifier, _ := cfg.Keys.NewVerifier()
+	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
 	if err != nil {
 		return nil, err
 	}
-	inventoryv1.RegisterInventoryServiceServer(srv.GRPC(), ports.NewGRPCServer(inv))
-	srv.AddCheck("database", d.PingContext)
-
-	return &Service{
-		server:  srv,
-		sweeper: ports.NewExpirySweeper(inv, cfg.ExpirySweepInterval, logger),
-		db:      d,
-		log:     logger,
-	}, nil
+	inventoryv1.RegisterInventoryServiceServer(s.server.GRPC(), ports.NewGRPCServer(inv))
+	s.server.AddCheck("database", d.PingContext)
+	s.sweeper = ports.NewExpirySweeper(inv, cfg.ExpirySweepInterval, logger)
+	return s, nil
 }
 
 // Run serves until ctx is cancelled, then drains in-flight requests, stops
@@ -207,8 +188,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 // stopped the service, or nil after a graceful stop. Call it once.
 func (s *Service) Run(ctx context.Context) error {
 	err := s.server.Run(ctx, s.sweeper.Run)
-	if closeErr := s.db.Close(); closeErr != nil {
-		s.log.WarnContext(ctx, "closing inventory database failed", "error", closeErr.Error())
+	if closeErr := s.closers.Close(); closeErr != nil {
+		s.log.WarnContext(ctx, "closing inventory resources failed", "error", closeErr)
 	}
 	return err
 }

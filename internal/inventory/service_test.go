@@ -21,6 +21,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/inventory"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
+	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
 	"github.com/mercato-dev/mercato/internal/platform/server"
@@ -93,7 +94,7 @@ func TestService(t *testing.T) {
 	for _, engine := range dbtest.Engines(t) {
 		t.Run(engine.Name, func(t *testing.T) {
 			cfg := testConfig(engine.URL)
-			cfg.JWKSURL = jwks.URL + "/.well-known/jwks.json"
+			cfg.Keys = auth.KeysConfig{JWKSURL: jwks.URL + "/.well-known/jwks.json"}
 			svc, client := start(t, cfg)
 			admin := as(t, issuer.Token("admin-1", auth.RoleAdmin))
 			orders := as(t, issuer.Token("orders", auth.RoleService))
@@ -184,7 +185,7 @@ func TestService(t *testing.T) {
 func TestServiceAuthorization(t *testing.T) {
 	issuer := authtest.New(t)
 	cfg := testConfig(dbtest.SQLiteURL(t))
-	cfg.Keys = issuer.KeySource()
+	cfg.Keys = auth.KeysConfig{Source: issuer.KeySource()}
 	_, client := start(t, cfg)
 	admin := as(t, issuer.Token("admin-1", auth.RoleAdmin))
 	_, err := client.SetStock(admin, &inventoryv1.SetStockRequest{Sku: "A", OnHand: 100})
@@ -271,15 +272,15 @@ func TestServiceAuthorization(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	issuer := authtest.New(t)
 	valid := testConfig(dbtest.SQLiteURL(t))
-	valid.Keys = issuer.KeySource()
+	valid.Keys = auth.KeysConfig{Source: issuer.KeySource()}
 	require.NoError(t, valid.Validate())
 	require.NoError(t, inventory.Config{
-		Server: valid.Server, DB: valid.DB, JWKSURL: "http://identity:8081/.well-known/jwks.json",
+		Server: valid.Server, DB: valid.DB, Keys: auth.KeysConfig{JWKSURL: "http://identity:8081/.well-known/jwks.json"},
 	}.Validate(), "zero TTL and sweep interval pick the defaults")
 
 	bad := inventory.Config{
 		Server:              server.Config{GRPCAddr: "nowhere"},
-		JWKSURL:             "identity/jwks",
+		Keys:                auth.KeysConfig{JWKSURL: "identity/jwks"},
 		ReservationTTL:      25 * time.Hour,
 		ExpirySweepInterval: time.Millisecond,
 	}
@@ -294,12 +295,14 @@ func TestConfigValidate(t *testing.T) {
 	}
 	_, err = inventory.New(t.Context(), bad, slog.New(slog.DiscardHandler))
 	require.Error(t, err, "a misconfigured service does not start")
+	require.ErrorAs(t, err, new(*config.Error))
+	require.ErrorContains(t, err, "inventory configuration: ")
 }
 
 func TestMigrateIsIdempotent(t *testing.T) {
 	for _, engine := range dbtest.Engines(t) {
 		t.Run(engine.Name, func(t *testing.T) {
-			cfg := inventory.Config{DB: db.Config{URL: engine.URL}}
+			cfg := db.Config{URL: engine.URL}
 			require.NoError(t, inventory.Migrate(t.Context(), cfg))
 			require.NoError(t, inventory.Migrate(t.Context(), cfg))
 		})

@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
+	"github.com/mercato-dev/mercato/internal/system"
 )
 
 // Names of the services the launcher treats specially: identity gets the
@@ -24,9 +26,9 @@ const (
 	Gateway  = "gateway"
 )
 
-// DefaultServices is what `mercato up` runs, in order. Adding a service is
-// one entry here (and its `mercato serve` command).
-var DefaultServices = []string{Identity, "catalog", "inventory", "cart", "orders", "payments", "notifications", Gateway}
+// DefaultServices is what `mercato up` runs, in order: every service of
+// the table (internal/system).
+var DefaultServices = system.Names()
 
 // Defaults used when a Config field is left empty.
 const (
@@ -162,6 +164,9 @@ func (c Config) Validate() error {
 	seen := map[string]bool{}
 	for _, s := range c.Services {
 		p.Add(!serviceName.MatchString(s), "service name %q must be lower-case letters and digits", s)
+		if _, known := system.Lookup(s); serviceName.MatchString(s) && !known {
+			p.Add(true, "unknown service %q (known: %s)", s, strings.Join(system.Names(), ", "))
+		}
 		p.Add(seen[s], "service %q is listed twice", s)
 		seen[s] = true
 	}

@@ -8,10 +8,8 @@ import (
 	"strings"
 
 	"github.com/mercato-dev/mercato/internal/platform/db"
+	"github.com/mercato-dev/mercato/internal/system"
 )
-
-// stateless services own no data, so they get no database.
-var stateless = map[string]bool{Gateway: true}
 
 // plan is everything decided before the children start: enough to write
 // each one's environment.
@@ -67,18 +65,16 @@ func (p plan) databaseURL(service string) (string, error) {
 	return u, nil
 }
 
-// addrVar is the variable that tells the gateway where service listens,
-// e.g. MERCATO_CATALOG_ADDR.
-func addrVar(service string) string {
-	return "MERCATO_" + strings.ToUpper(service) + "_ADDR"
-}
-
 // childEnv is service's environment: the inherited one with the launcher's
-// variables replacing any of the same name. Every service learns where
-// every other one listens (MERCATO_<SERVICE>_ADDR), as the gateway and
-// services calling their neighbours need. Variables meant for one service
-// only (the admin password above all) are removed from the others.
+// variables replacing any of the same name. A service learns where each
+// service it calls listens (MERCATO_<SERVICE>_ADDR), as the table of
+// services says. Variables meant for one service only (the admin password
+// above all) are removed from the others.
 func (p plan) childEnv(service string) ([]string, error) {
+	entry, ok := system.Lookup(service)
+	if !ok {
+		return nil, fmt.Errorf("unknown service %q", service)
+	}
 	own := p.addrs[service]
 	vars := [][2]string{
 		{"MERCATO_GRPC_ADDR", own.GRPC},
@@ -88,12 +84,12 @@ func (p plan) childEnv(service string) ([]string, error) {
 		{"MERCATO_SERVICE_SECRET", p.serviceSecret},
 		{"MERCATO_PAGE_TOKEN_KEY", p.pageTokenKeys[service]},
 	}
-	for _, other := range p.cfg.Services {
-		if other != service && other != Gateway {
-			vars = append(vars, [2]string{addrVar(other), p.addrs[other].GRPC})
+	for _, callee := range entry.Calls {
+		if addrs, running := p.addrs[callee]; running {
+			vars = append(vars, [2]string{system.AddrVar(callee), addrs.GRPC})
 		}
 	}
-	if !stateless[service] {
+	if entry.Database {
 		dbURL, err := p.databaseURL(service)
 		if err != nil {
 			return nil, err

@@ -25,6 +25,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/system"
 )
 
 // launcherName prefixes the launcher's own log lines.
@@ -232,7 +233,7 @@ func startBroker(ctx context.Context, dir string) (*server.Server, error) {
 		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return events.EnsureStreams(ctx, js, 1)
+		return events.EnsureStreams(ctx, js, 1, system.Streams())
 	}()
 	if err != nil {
 		srv.Shutdown()

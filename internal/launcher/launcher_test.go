@@ -145,6 +145,7 @@ func testPlan(cfg Config) plan {
 		"catalog":   {GRPC: "127.0.0.1:7003", HTTP: "127.0.0.1:7004"},
 		"gateway":   {GRPC: "127.0.0.1:7005", HTTP: "127.0.0.1:7006"},
 		"inventory": {GRPC: "127.0.0.1:7007", HTTP: "127.0.0.1:7008"},
+		"cart":      {GRPC: "127.0.0.1:7009", HTTP: "127.0.0.1:7010"},
 	}
 	return newPlan(cfg, "nats://127.0.0.1:4333", addrs, "s3cret-admin-pw")
 }
@@ -168,8 +169,8 @@ func TestChildEnvSQLite(t *testing.T) {
 	require.Equal(t, "http://127.0.0.1:7002/.well-known/jwks.json", env["JWKS_URL"])
 	require.Equal(t, DefaultAdminEmail, env["MERCATO_ADMIN_EMAIL"])
 	require.Equal(t, "s3cret-admin-pw", env["MERCATO_ADMIN_PASSWORD"])
-	require.Equal(t, "127.0.0.1:7003", env["MERCATO_CATALOG_ADDR"], "services learn where their neighbours are")
-	require.NotContains(t, env, "MERCATO_IDENTITY_ADDR", "but not their own address under that name")
+	require.NotContains(t, env, "MERCATO_CATALOG_ADDR", "identity calls no other service")
+	require.NotContains(t, env, "MERCATO_IDENTITY_ADDR", "nor itself")
 	require.NotContains(t, env, "MERCATO_GATEWAY_ADDR")
 	require.GreaterOrEqual(t, len(env["MERCATO_SERVICE_SECRET"]), 16)
 	require.GreaterOrEqual(t, len(env["MERCATO_PAGE_TOKEN_KEY"]), 16)
@@ -183,8 +184,12 @@ func TestChildEnvSQLite(t *testing.T) {
 	require.Equal(t, "http://127.0.0.1:7002/.well-known/jwks.json", env["JWKS_URL"])
 	require.NotContains(t, env, "MERCATO_ADMIN_PASSWORD", "only identity learns the admin password")
 	require.NotContains(t, env, "MERCATO_ADMIN_EMAIL")
-	require.Equal(t, "127.0.0.1:7001", env["MERCATO_IDENTITY_ADDR"])
+	require.NotContains(t, env, "MERCATO_IDENTITY_ADDR", "the catalog reads identity's keys over HTTP, it makes no gRPC call")
 	require.Equal(t, identitySecret, env["MERCATO_SERVICE_SECRET"], "one service secret for all")
+
+	cart, err := p.childEnv("cart")
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:7003", envMap(cart)["MERCATO_CATALOG_ADDR"], "a service learns where the services it calls are")
 	require.NotEqual(t, identityPageKey, env["MERCATO_PAGE_TOKEN_KEY"], "page token keys differ per service")
 
 	gateway, err := p.childEnv("gateway")
@@ -226,7 +231,6 @@ func TestChildEnvNewServiceIsWiredIntoTheGateway(t *testing.T) {
 	env, err = p.childEnv("inventory")
 	require.NoError(t, err)
 	require.Equal(t, filepath.Join(cfg.DataDir, "inventory.db"), envMap(env)["DATABASE_URL"])
-	require.Equal(t, "127.0.0.1:7003", envMap(env)["MERCATO_CATALOG_ADDR"])
 }
 
 // writeRecorder records every Write call separately.

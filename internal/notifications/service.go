@@ -29,12 +29,8 @@ import (
 	"context"
 	"crypto/rand"
 	"embed"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-
-	"github.com/nats-io/nats.go"
 
 	notificationsv1 "github.com/mercato-dev/mercato/internal/gen/notifications/v1"
 	"github.com/mercato-dev/mercato/internal/notifications/adapters"
@@ -61,11 +57,11 @@ const MinPageTokenKeyLength = 16
 type Config struct {
 	Server server.Config
 	DB     db.Config
-	// NATSURL is the NATS server whose JetStream carries the events.
-	NATSURL string
-	// JWKSURL is where identity publishes the public keys that sign access
-	// tokens. Not needed when Keys is set.
-	JWKSURL string
+	// Events is where notifications reads the events it turns into
+	// messages.
+	Events events.Config
+	// Keys verify access tokens.
+	Keys auth.KeysConfig
 	// SinkFile, when set, is a file every notification is appended to as a
 	// JSON line (created if missing); otherwise notifications are logged.
 	SinkFile string
@@ -73,37 +69,37 @@ type Config struct {
 	// Empty means a random key per process: fine for one replica, but set
 	// it (the same on every replica) when running several.
 	PageTokenKey string
-	// StreamReplicas is how many copies JetStream keeps of each stream: 1
-	// for a single NATS server (the default when 0), 3 on a cluster.
-	StreamReplicas int
-	// Keys, when set, verifies access tokens instead of fetching JWKSURL
-	// (tests, or a deployment that distributes keys another way).
-	Keys auth.KeySource
 }
 
-// Validate reports every problem with c at once.
+// WithDefaults returns c with every unset field filled.
+func (c Config) WithDefaults() Config {
+	c.Server = c.Server.WithDefaults()
+	c.Events = c.Events.WithDefaults()
+	return c
+}
+
+// Validate reports every problem with c, once its defaults are filled, at
+// once.
 func (c Config) Validate() error {
+	c = c.WithDefaults()
 	var p config.Problems
-	p.Include("server", c.Server.Defaults().Validate())
+	p.Include("server", c.Server.Validate())
 	p.Include("database", c.DB.Validate())
-	p.Add(c.NATSURL == "", "NATS URL is empty")
-	if c.Keys == nil {
-		u, err := url.Parse(c.JWKSURL)
-		p.Add(c.JWKSURL == "", "JWKS URL is empty")
-		p.Add(c.JWKSURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == ""),
-			"JWKS URL %q is not an absolute http(s) URL", c.JWKSURL)
-	}
+	p.Include("events", c.Events.Validate())
+	p.Include("keys", c.Keys.Validate())
 	p.Add(c.PageTokenKey != "" && len(c.PageTokenKey) < MinPageTokenKeyLength,
 		"page token key must be at least %d bytes", MinPageTokenKeyLength)
-	p.Add(c.StreamReplicas < 0 || c.StreamReplicas > 5, "stream replicas must be between 1 and 5")
 	return p.Err()
 }
 
-// Migrate applies the notifications' schema (and the events schema) to
-// cfg.DB and closes it again: what `mercato migrate notifications` runs.
-// It is idempotent.
-func Migrate(ctx context.Context, cfg Config) error {
-	d, err := db.Open(ctx, cfg.DB)
+// Migrate applies the notifications' schema (and the events schema) to the
+// database cfg names and closes it again: what `mercato migrate
+// notifications` runs. It is idempotent.
+func Migrate(ctx context.Context, cfg db.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("notifications database configuration: %w", err)
+	}
+	d, err := db.Open(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open notifications database: %w", err)
 	}
@@ -124,9 +120,7 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 type Service struct {
 	server    *server.Server
 	consumers []*events.Consumer
-	closeSink func() error
-	nc        *nats.Conn
-	db        *db.DB
+	closers   server.Closers
 	log       *slog.Logger
 }
 
@@ -134,45 +128,37 @@ type Service struct {
 // (creating the streams), and starts listening. Nothing is served or
 // consumed until Run. On error everything opened so far is closed again.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("notifications config: %w", err)
+		return nil, fmt.Errorf("notifications configuration: %w", err)
 	}
-	var closers []func()
-	defer func() {
-		if err != nil {
-			for i := len(closers) - 1; i >= 0; i-- {
-				closers[i]()
-			}
-		}
-	}()
+	s := &Service{log: logger}
+	defer s.closers.CloseOnError(&err)
 
 	d, err := db.Open(ctx, cfg.DB)
 	if err != nil {
 		return nil, fmt.Errorf("open notifications database: %w", err)
 	}
-	closers = append(closers, func() { _ = d.Close() })
+	s.closers.Add(d.Close)
 	if err := MigrateDB(ctx, d); err != nil {
 		return nil, err
 	}
 
-	var (
-		sink      app.Sink = adapters.NewLogSink(logger)
-		closeSink          = func() error { return nil }
-	)
+	var sink app.Sink = adapters.NewLogSink(logger)
 	if cfg.SinkFile != "" {
 		fileSink, err := adapters.OpenFileSink(cfg.SinkFile)
 		if err != nil {
 			return nil, err
 		}
-		closers = append(closers, func() { _ = fileSink.Close() })
-		sink, closeSink = fileSink, fileSink.Close
+		s.closers.Add(fileSink.Close)
+		sink = fileSink
 	}
 
-	nc, js, err := events.Connect(ctx, cfg.NATSURL, Name, cfg.StreamReplicas)
+	nc, js, err := events.Connect(ctx, cfg.Events, Name)
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, nc.Close)
+	s.closers.Add(func() error { return events.Drain(nc) })
 
 	tokenKey := []byte(cfg.PageTokenKey)
 	if len(tokenKey) == 0 {
@@ -183,29 +169,23 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 
 	reg := observability.NewRegistry()
 	handler := ports.EventHandler(notifications)
-	var consumers []*events.Consumer
 	for _, cc := range ports.ConsumerConfigs(ports.Retry{}) {
 		c, err := events.NewConsumer(d, js, logger, cc, handler, events.WithConsumerMetrics(reg))
 		if err != nil {
 			return nil, err
 		}
-		consumers = append(consumers, c)
+		s.consumers = append(s.consumers, c)
 	}
 
-	keys := cfg.Keys
-	if keys == nil {
-		keys = auth.NewJWKSCache(cfg.JWKSURL, nil)
-	}
-	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
-	srv, err := server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger))
+	verifier, _ := cfg.Keys.NewVerifier()
+	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger))
 	if err != nil {
 		return nil, err
 	}
-	notificationsv1.RegisterNotificationsServiceServer(srv.GRPC(), ports.NewGRPCServer(notifications))
-	srv.AddCheck("database", d.PingContext)
-	srv.AddCheck("nats", events.ConnectedCheck(nc))
-
-	return &Service{server: srv, consumers: consumers, closeSink: closeSink, nc: nc, db: d, log: logger}, nil
+	notificationsv1.RegisterNotificationsServiceServer(s.server.GRPC(), ports.NewGRPCServer(notifications))
+	s.server.AddCheck("database", d.PingContext)
+	s.server.AddCheck("nats", events.ConnectedCheck(nc))
+	return s, nil
 }
 
 // Run serves and consumes until ctx is cancelled, then drains in-flight
@@ -218,8 +198,7 @@ func (s *Service) Run(ctx context.Context) error {
 		components[i] = c.Run
 	}
 	err := s.server.Run(ctx, components...)
-	closeErr := errors.Join(events.Drain(s.nc), s.closeSink(), s.db.Close())
-	if closeErr != nil {
+	if closeErr := s.closers.Close(); closeErr != nil {
 		s.log.WarnContext(ctx, "closing notifications resources failed", "error", closeErr)
 	}
 	return err

@@ -28,12 +28,21 @@ import (
 	"github.com/mercato-dev/mercato/internal/notifications"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
+	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
 	"github.com/mercato-dev/mercato/internal/platform/events"
 	"github.com/mercato-dev/mercato/internal/platform/events/natstest"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
+
+// consumedStreams are the streams of other services notifications reads:
+// identity declares USERS and orders ORDERS, and in a test without them
+// notifications must be told of the streams to find them.
+var consumedStreams = []events.Stream{
+	{Name: "USERS", Domain: "user", Description: "identity events"},
+	{Name: "ORDERS", Domain: "order", Description: "orders events"},
+}
 
 // TestService runs the real service (both engines) on loopback ports with
 // an embedded NATS and identity's keys served as JWKS, publishes events to
@@ -51,8 +60,8 @@ func TestService(t *testing.T) {
 			svc := start(t, notifications.Config{
 				Server:       server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
 				DB:           db.Config{URL: engine.URL},
-				NATSURL:      natsURL,
-				JWKSURL:      jwks.URL + "/.well-known/jwks.json",
+				Events:       events.Config{URL: natsURL, Streams: consumedStreams},
+				Keys:         auth.KeysConfig{JWKSURL: jwks.URL + "/.well-known/jwks.json"},
 				SinkFile:     sinkFile,
 				PageTokenKey: "component-test-page-token-key",
 			})
@@ -180,19 +189,22 @@ func start(t *testing.T, cfg notifications.Config) *notifications.Service {
 
 func TestConfigValidate(t *testing.T) {
 	valid := notifications.Config{
-		Server:  server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
-		DB:      db.Config{URL: "data/notifications.db"},
-		NATSURL: "nats://nats:4222",
-		JWKSURL: "http://identity:8081/.well-known/jwks.json",
+		Server: server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
+		DB:     db.Config{URL: "data/notifications.db"},
+		Events: events.Config{URL: "nats://nats:4222", Streams: consumedStreams},
+		Keys:   auth.KeysConfig{JWKSURL: "http://identity:8081/.well-known/jwks.json"},
 	}
 	require.NoError(t, valid.Validate())
 	withKeys := valid
-	withKeys.JWKSURL = ""
-	withKeys.Keys = authtest.New(t).KeySource()
+	withKeys.Keys = auth.KeysConfig{Source: authtest.New(t).KeySource()}
 	withKeys.SinkFile = "data/notifications.jsonl"
 	require.NoError(t, withKeys.Validate(), "injected keys replace the JWKS URL")
 
-	bad := notifications.Config{JWKSURL: "identity:8081/jwks", PageTokenKey: "short", StreamReplicas: -1}
+	bad := notifications.Config{
+		Keys:         auth.KeysConfig{JWKSURL: "identity:8081/jwks"},
+		PageTokenKey: "short",
+		Events:       events.Config{StreamReplicas: -1},
+	}
 	err := bad.Validate()
 	require.Error(t, err)
 	for _, want := range []string{"gRPC listen address", "database URL", "NATS URL", "JWKS URL", "page token key", "stream replicas"} {
@@ -200,5 +212,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	_, err = notifications.New(t.Context(), bad, slog.New(slog.DiscardHandler))
 	require.Error(t, err, "New refuses to start half-configured")
+	require.ErrorAs(t, err, new(*config.Error))
+	require.ErrorContains(t, err, "notifications configuration: ")
 	require.False(t, errors.Is(err, context.Canceled))
 }

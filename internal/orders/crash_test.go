@@ -30,6 +30,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
+	"github.com/mercato-dev/mercato/internal/platform/events"
 	"github.com/mercato-dev/mercato/internal/platform/events/natstest"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
@@ -47,9 +48,9 @@ const (
 
 func crashConfig(dbURL, natsURL, jwksURL, neighbours, token, point string) orders.Config {
 	return orders.Config{
-		Server:  server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
-		DB:      db.Config{URL: dbURL},
-		NATSURL: natsURL, JWKSURL: jwksURL,
+		Server: server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
+		DB:     db.Config{URL: dbURL},
+		Events: events.Config{URL: natsURL}, Keys: auth.KeysConfig{JWKSURL: jwksURL},
 		CatalogAddr: neighbours, CartAddr: neighbours, InventoryAddr: neighbours, PaymentsAddr: neighbours,
 		ServiceToken:     func(context.Context) (string, time.Duration, error) { return token, 10 * time.Minute, nil },
 		SagaPollInterval: 50 * time.Millisecond,

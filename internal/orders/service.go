@@ -11,12 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
@@ -73,16 +71,17 @@ type Neighbours struct {
 	Payments  app.Payments
 }
 
+// Streams are the JetStream streams orders publishes its events to.
+var Streams = []events.Stream{{Name: "ORDERS", Domain: "order", Description: "orders events"}}
+
 // Config is everything the orders service needs to run.
 type Config struct {
 	Server server.Config
 	DB     db.Config
-	// NATSURL is the NATS server (or a comma-separated list of them) whose
-	// JetStream receives the order.* events.
-	NATSURL string
-	// JWKSURL is where identity publishes the public keys that sign access
-	// tokens. Not needed when Keys is set.
-	JWKSURL string
+	// Events is where the order.* events go (its Streams are added).
+	Events events.Config
+	// Keys verify access tokens.
+	Keys auth.KeysConfig
 	// CatalogAddr, CartAddr, InventoryAddr and PaymentsAddr are the gRPC
 	// targets of the neighbours (host:port, or dns:///name:port), needed
 	// unless the matching Neighbours field is set.
@@ -119,12 +118,7 @@ type Config struct {
 	// prefixed with "before:", right after the neighbour call whose
 	// outcome that event records. Empty disables it.
 	CrashAfter string
-	// StreamReplicas is how many copies JetStream keeps of each stream: 1
-	// for a single NATS server (the default when 0), 3 on a cluster.
-	StreamReplicas int
 
-	// Keys, when set, verifies access tokens instead of fetching JWKSURL.
-	Keys auth.KeySource
 	// Neighbours, when set, replaces dialled clients (tests).
 	Neighbours Neighbours
 	// ServiceToken, when set, obtains the service token instead of
@@ -132,7 +126,10 @@ type Config struct {
 	ServiceToken auth.FetchToken
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with every unset field filled.
+func (c Config) WithDefaults() Config {
+	c.Server = c.Server.WithDefaults()
+	c.Events = c.Events.WithDefaults().WithStreams(Streams...)
 	if c.SagaDeadline == 0 {
 		c.SagaDeadline = DefaultSagaDeadline
 	}
@@ -142,28 +139,21 @@ func (c Config) withDefaults() Config {
 	if c.SagaPollInterval == 0 {
 		c.SagaPollInterval = app.DefaultPollInterval
 	}
-	if c.StreamReplicas == 0 {
-		c.StreamReplicas = 1
-	}
 	if c.IdempotencyKeyTTL == 0 {
 		c.IdempotencyKeyTTL = DefaultIdempotencyKeyTTL
 	}
 	return c
 }
 
-// Validate reports every problem with c at once.
+// Validate reports every problem with c, once its defaults are filled, at
+// once.
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	var p config.Problems
-	p.Include("server", c.Server.Defaults().Validate())
+	p.Include("server", c.Server.Validate())
 	p.Include("database", c.DB.Validate())
-	p.Add(c.NATSURL == "", "NATS URL is empty")
-	if c.Keys == nil {
-		u, err := url.Parse(c.JWKSURL)
-		p.Add(c.JWKSURL == "", "JWKS URL is empty")
-		p.Add(c.JWKSURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == ""),
-			"JWKS URL %q is not an absolute http(s) URL", c.JWKSURL)
-	}
+	p.Include("events", c.Events.Validate())
+	p.Include("keys", c.Keys.Validate())
 	target := func(name, addr string, injected bool) {
 		if injected {
 			return
@@ -188,14 +178,17 @@ func (c Config) Validate() error {
 		"page token key must be at least %d bytes", MinPageTokenKeyLength)
 	p.Add(c.CrashAfter != "" && !domain.KnownEventType(strings.TrimPrefix(c.CrashAfter, CrashBeforePrefix)),
 		"crash-after fault %q is not an event type (optionally prefixed with %q)", c.CrashAfter, CrashBeforePrefix)
-	p.Add(c.StreamReplicas < 1 || c.StreamReplicas > 5, "stream replicas must be between 1 and 5")
 	return p.Err()
 }
 
-// Migrate applies the orders schema (and the outbox's) to cfg.DB and closes
-// it again: what `mercato migrate orders` runs. It is idempotent.
-func Migrate(ctx context.Context, cfg Config) error {
-	d, err := db.Open(ctx, cfg.DB)
+// Migrate applies the orders schema (and the outbox's) to the database cfg
+// names and closes it again: what `mercato migrate orders` runs. It is
+// idempotent.
+func Migrate(ctx context.Context, cfg db.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("orders database configuration: %w", err)
+	}
+	d, err := db.Open(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open orders database: %w", err)
 	}
@@ -214,14 +207,12 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 
 // Service is a running orders process.
 type Service struct {
-	server *server.Server
-	relay  *events.Relay
-	saga   *app.Saga
-	orders *app.Orders
-	conns  []*grpc.ClientConn
-	nc     *nats.Conn
-	db     *db.DB
-	log    *slog.Logger
+	server  *server.Server
+	relay   *events.Relay
+	saga    *app.Saga
+	orders  *app.Orders
+	closers server.Closers
+	log     *slog.Logger
 }
 
 // New opens and migrates the database, connects to NATS (creating the
@@ -229,41 +220,34 @@ type Service struct {
 // and no saga runs until Run. On error everything opened so far is closed
 // again.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("orders config: %w", err)
+		return nil, fmt.Errorf("orders configuration: %w", err)
 	}
-	cfg = cfg.withDefaults()
-	var closers []func()
-	defer func() {
-		if err != nil {
-			for i := len(closers) - 1; i >= 0; i-- {
-				closers[i]()
-			}
-		}
-	}()
+	s := &Service{log: logger}
+	defer s.closers.CloseOnError(&err)
 
 	d, err := db.Open(ctx, cfg.DB)
 	if err != nil {
 		return nil, fmt.Errorf("open orders database: %w", err)
 	}
-	closers = append(closers, func() { _ = d.Close() })
+	s.closers.Add(d.Close)
 	if err := MigrateDB(ctx, d); err != nil {
 		return nil, err
 	}
 
-	nc, js, err := events.Connect(ctx, cfg.NATSURL, Name, cfg.StreamReplicas)
+	nc, js, err := events.Connect(ctx, cfg.Events, Name)
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, nc.Close)
+	s.closers.Add(func() error { return events.Drain(nc) })
 
 	reg := observability.NewRegistry()
-	outbox := events.NewOutbox(d)
-	relay := events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
+	outbox := events.NewOutbox(d, events.PublishesTo(Streams...))
+	s.relay = events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
 	repo := adapters.NewOrderSQLRepository(d, outbox)
 
-	nb, conns, err := dialNeighbours(cfg, reg)
-	closers = append(closers, func() { _ = closeConns(conns) })
+	nb, err := dialNeighbours(cfg, reg, &s.closers)
 	if err != nil {
 		return nil, err
 	}
@@ -283,71 +267,66 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if fault != nil {
 		logger.WarnContext(ctx, "fault injection armed: the process will kill itself", "crash_after", cfg.CrashAfter)
 	}
-	saga := app.NewSaga(repo, nb.Inventory, nb.Payments, logger, app.SagaConfig{
+	s.saga = app.NewSaga(repo, nb.Inventory, nb.Payments, logger, app.SagaConfig{
 		InstanceID: instance, Workers: cfg.SagaWorkers, PollInterval: cfg.SagaPollInterval,
 		ReservationTTL: cfg.SagaDeadline + reservationGrace, Fault: fault, Registerer: reg,
 	})
-	orders := app.NewOrders(repo, nb.Catalog, nb.Cart, nb.Payments, saga, logger, app.OrdersConfig{
+	s.orders = app.NewOrders(repo, nb.Catalog, nb.Cart, nb.Payments, s.saga, logger, app.OrdersConfig{
 		SagaDeadline: cfg.SagaDeadline, PageTokenKey: tokenKey, Fault: fault, IdempotencyKeyTTL: cfg.IdempotencyKeyTTL,
 	})
 
-	keys := cfg.Keys
-	if keys == nil {
-		keys = auth.NewJWKSCache(cfg.JWKSURL, nil)
-	}
-	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
-	srv, err := server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	verifier, _ := cfg.Keys.NewVerifier()
+	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
 	if err != nil {
 		return nil, err
 	}
-	ordersv1.RegisterOrdersServiceServer(srv.GRPC(), ports.NewGRPCServer(orders))
-	srv.AddCheck("database", d.PingContext)
-	srv.AddCheck("nats", events.ConnectedCheck(nc))
+	ordersv1.RegisterOrdersServiceServer(s.server.GRPC(), ports.NewGRPCServer(s.orders))
+	s.server.AddCheck("database", d.PingContext)
+	s.server.AddCheck("nats", events.ConnectedCheck(nc))
 	// The neighbours are deliberately not readiness checks: one that is
 	// down fails only the requests that need it (placing an order asks the
 	// catalog and payments, 503 while they cannot answer), and the saga
 	// waits for it.
-
-	return &Service{server: srv, relay: relay, saga: saga, orders: orders, conns: conns, nc: nc, db: d, log: logger}, nil
+	return s, nil
 }
 
 // dialNeighbours returns the neighbour clients: the injected ones, and
 // resilient gRPC clients for the rest. Inventory and payments are called on
 // the service's own behalf with a service token from identity; the cart is
-// read with the user's token, which its client forwards.
-func dialNeighbours(cfg Config, reg prometheus.Registerer) (Neighbours, []*grpc.ClientConn, error) {
+// read with the user's token, which its client forwards. Every connection
+// it opens is added to closers.
+func dialNeighbours(cfg Config, reg prometheus.Registerer, closers *server.Closers) (Neighbours, error) {
 	nb := cfg.Neighbours
-	var conns []*grpc.ClientConn
 	dial := func(name, target string, interceptors ...grpc.UnaryClientInterceptor) (*grpc.ClientConn, error) {
 		conn, err := resilience.Dial(name, target, resilience.Options{Registerer: reg, Interceptors: interceptors})
 		if err != nil {
 			return nil, err
 		}
-		conns = append(conns, conn)
+		closers.Add(conn.Close)
 		return conn, nil
 	}
 	if nb.Catalog == nil {
 		conn, err := dial("catalog", cfg.CatalogAddr)
 		if err != nil {
-			return nb, conns, err
+			return nb, err
 		}
 		nb.Catalog = adapters.NewCatalogGRPCClient(catalogv1.NewCatalogServiceClient(conn))
 	}
 	if nb.Cart == nil {
 		conn, err := dial("cart", cfg.CartAddr)
 		if err != nil {
-			return nb, conns, err
+			return nb, err
 		}
 		nb.Cart = adapters.NewCartGRPCClient(cartv1.NewCartServiceClient(conn))
 	}
 	if nb.Inventory != nil && nb.Payments != nil {
-		return nb, conns, nil
+		return nb, nil
 	}
 	fetch := cfg.ServiceToken
 	if fetch == nil {
 		conn, err := dial("identity", cfg.IdentityAddr)
 		if err != nil {
-			return nb, conns, err
+			return nb, err
 		}
 		identity := identityv1.NewIdentityServiceClient(conn)
 		fetch = func(ctx context.Context) (string, time.Duration, error) {
@@ -364,26 +343,18 @@ func dialNeighbours(cfg Config, reg prometheus.Registerer) (Neighbours, []*grpc.
 	if nb.Inventory == nil {
 		conn, err := dial("inventory", cfg.InventoryAddr, serviceToken)
 		if err != nil {
-			return nb, conns, err
+			return nb, err
 		}
 		nb.Inventory = adapters.NewInventoryGRPCClient(inventoryv1.NewInventoryServiceClient(conn))
 	}
 	if nb.Payments == nil {
 		conn, err := dial("payments", cfg.PaymentsAddr, serviceToken)
 		if err != nil {
-			return nb, conns, err
+			return nb, err
 		}
 		nb.Payments = adapters.NewPaymentsGRPCClient(paymentsv1.NewPaymentsServiceClient(conn))
 	}
-	return nb, conns, nil
-}
-
-func closeConns(conns []*grpc.ClientConn) error {
-	var errs []error
-	for _, c := range conns {
-		errs = append(errs, c.Close())
-	}
-	return errors.Join(errs...)
+	return nb, nil
 }
 
 // crashHook returns the CrashAfter fault, or nil when none is set.
@@ -407,8 +378,7 @@ func crashHook(point string, logger *slog.Logger) app.FaultHook {
 // service, or nil after a graceful stop. Call it once.
 func (s *Service) Run(ctx context.Context) error {
 	err := s.server.Run(ctx, s.relay.Run, s.saga.Run, server.Every(s.orders.KeyRetentionInterval(), s.orders.RetainKeys))
-	closeErr := errors.Join(closeConns(s.conns), events.Drain(s.nc), s.db.Close())
-	if closeErr != nil {
+	if closeErr := s.closers.Close(); closeErr != nil {
 		s.log.WarnContext(ctx, "closing orders resources failed", "error", closeErr)
 	}
 	return err

@@ -31,6 +31,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/orders/fakes"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
+	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
 	"github.com/mercato-dev/mercato/internal/platform/events"
@@ -93,9 +94,9 @@ func startService(t *testing.T, dbURL string) *component {
 	issuer := authtest.New(t)
 	n := serveNeighbours(t, issuer)
 	cfg := orders.Config{
-		Server:  server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
-		DB:      db.Config{URL: dbURL},
-		NATSURL: natsURL, Keys: issuer.KeySource(),
+		Server: server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
+		DB:     db.Config{URL: dbURL},
+		Events: events.Config{URL: natsURL}, Keys: auth.KeysConfig{Source: issuer.KeySource()},
 		CatalogAddr: n.addr, CartAddr: n.addr, InventoryAddr: n.addr, PaymentsAddr: n.addr,
 		ServiceToken: func(context.Context) (string, time.Duration, error) {
 			return issuer.Token("orders", auth.RoleService), 15 * time.Minute, nil
@@ -155,7 +156,7 @@ func (c *component) waitStatus(t *testing.T, ctx context.Context, id, want strin
 // event waits for the order's event on subject in JetStream.
 func (c *component) event(t *testing.T, subject, orderID string) (app.OrderMessage, jetstream.Msg) {
 	t.Helper()
-	cons, err := c.js.OrderedConsumer(t.Context(), events.StreamOrders, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	cons, err := c.js.OrderedConsumer(t.Context(), orders.Streams[0].Name, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	require.NoError(t, err)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -333,20 +334,24 @@ func errorReason(err error) string {
 }
 
 func TestConfigValidate(t *testing.T) {
-	err := orders.Config{SagaWorkers: -1, CrashAfter: "Nope", PageTokenKey: "short"}.Validate()
+	bad := orders.Config{SagaWorkers: -1, CrashAfter: "Nope", PageTokenKey: "short"}
+	err := bad.Validate()
 	require.Error(t, err)
 	for _, want := range []string{
-		"gRPC listen address is empty", "database URL is empty", "NATS URL is empty", "JWKS URL is empty",
+		"gRPC listen address is empty", "database URL is empty", "events: NATS URL is empty", "keys: JWKS URL is empty",
 		"catalog address is empty", "cart address is empty", "inventory address is empty", "payments address is empty",
 		"identity address is empty", "service secret is empty", "saga workers must be between 1 and 1024",
 		"page token key must be at least 16 bytes", `crash-after fault "Nope" is not an event type`,
 	} {
 		require.Contains(t, err.Error(), want)
 	}
+	_, err = orders.New(t.Context(), bad, slog.New(slog.DiscardHandler))
+	require.ErrorAs(t, err, new(*config.Error), "New refuses to start half-configured")
+	require.ErrorContains(t, err, "orders configuration: ")
 	good := orders.Config{
-		Server:  server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
-		DB:      db.Config{URL: "orders.db"},
-		NATSURL: "nats://nats:4222", JWKSURL: "http://identity:8081/.well-known/jwks.json",
+		Server: server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
+		DB:     db.Config{URL: "orders.db"},
+		Events: events.Config{URL: "nats://nats:4222"}, Keys: auth.KeysConfig{JWKSURL: "http://identity:8081/.well-known/jwks.json"},
 		CatalogAddr: "catalog:9090", CartAddr: "cart:9090", InventoryAddr: "inventory:9090",
 		PaymentsAddr: "payments:9090", IdentityAddr: "identity:9090", ServiceSecret: "s3cret",
 	}

@@ -9,14 +9,10 @@ package payments
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	paymentsv1 "github.com/mercato-dev/mercato/internal/gen/payments/v1"
 	"github.com/mercato-dev/mercato/internal/payments/adapters"
@@ -39,16 +35,17 @@ const Name = "payments"
 // MaxProviderLatency is the largest ProviderLatency accepted.
 const MaxProviderLatency = 30 * time.Second
 
+// Streams are the JetStream streams payments publishes its events to.
+var Streams = []events.Stream{{Name: "PAYMENTS", Domain: "payment", Description: "payments events"}}
+
 // Config is everything the payments service needs to run.
 type Config struct {
 	Server server.Config
 	DB     db.Config
-	// NATSURL is the NATS server (or a comma-separated list of them) whose
-	// JetStream receives the payment.* events.
-	NATSURL string
-	// JWKSURL is where identity publishes the public keys that sign access
-	// tokens. Not needed when Keys is set.
-	JWKSURL string
+	// Events is where the payment.* events go (its Streams are added).
+	Events events.Config
+	// Keys verify access tokens.
+	Keys auth.KeysConfig
 	// ProviderLatency is added to every call to the fake card provider
 	// (0 to 30s): a fault knob.
 	ProviderLatency time.Duration
@@ -58,40 +55,40 @@ type Config struct {
 	// ProviderSeed seeds the failure draws, so a run fails the same calls
 	// every time; 0 picks a random seed.
 	ProviderSeed uint64
-	// StreamReplicas is how many copies JetStream keeps of each stream: 1
-	// for a single NATS server (the default when 0), 3 on a cluster.
-	StreamReplicas int
-	// Keys, when set, verifies access tokens instead of fetching JWKSURL
-	// (tests, or a deployment that distributes keys another way).
-	Keys auth.KeySource
 }
 
-// Validate reports every problem with c at once.
+// WithDefaults returns c with every unset field filled.
+func (c Config) WithDefaults() Config {
+	c.Server = c.Server.WithDefaults()
+	c.Events = c.Events.WithDefaults().WithStreams(Streams...)
+	return c
+}
+
+// Validate reports every problem with c, once its defaults are filled, at
+// once.
 func (c Config) Validate() error {
+	c = c.WithDefaults()
 	var p config.Problems
-	p.Include("server", c.Server.Defaults().Validate())
+	p.Include("server", c.Server.Validate())
 	p.Include("database", c.DB.Validate())
-	p.Add(c.NATSURL == "", "NATS URL is empty")
-	if c.Keys == nil {
-		u, err := url.Parse(c.JWKSURL)
-		p.Add(c.JWKSURL == "", "JWKS URL is empty")
-		p.Add(c.JWKSURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == ""),
-			"JWKS URL %q is not an absolute http(s) URL", c.JWKSURL)
-	}
+	p.Include("events", c.Events.Validate())
+	p.Include("keys", c.Keys.Validate())
 	p.Add(c.ProviderLatency < 0 || c.ProviderLatency > MaxProviderLatency,
 		"provider latency %s must be between 0s and %s", c.ProviderLatency, MaxProviderLatency)
 	// Written so that NaN fails too.
 	p.Add(!(c.ProviderFailureRate >= 0 && c.ProviderFailureRate <= 1),
 		"provider failure rate %v must be between 0 and 1", c.ProviderFailureRate)
-	p.Add(c.StreamReplicas < 0 || c.StreamReplicas > 5, "stream replicas must be between 1 and 5")
 	return p.Err()
 }
 
-// Migrate applies the payments schema (and the outbox's) to cfg.DB and
-// closes it again: what `mercato migrate payments` runs. Only cfg.DB is
-// used. It is idempotent.
-func Migrate(ctx context.Context, cfg Config) error {
-	d, err := db.Open(ctx, cfg.DB)
+// Migrate applies the payments schema (and the outbox's) to the database
+// cfg names and closes it again: what `mercato migrate payments` runs. It
+// is idempotent.
+func Migrate(ctx context.Context, cfg db.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("payments database configuration: %w", err)
+	}
+	d, err := db.Open(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open payments database: %w", err)
 	}
@@ -113,8 +110,7 @@ type Service struct {
 	server   *server.Server
 	relay    *events.Relay
 	provider *adapters.FakeProvider
-	nc       *nats.Conn
-	db       *db.DB
+	closers  server.Closers
 	log      *slog.Logger
 }
 
@@ -122,47 +118,42 @@ type Service struct {
 // streams), and starts listening. Nothing is served until Run. On error
 // everything opened so far is closed again.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("payments config: %w", err)
+		return nil, fmt.Errorf("payments configuration: %w", err)
 	}
-	var closers []func()
-	defer func() {
-		if err != nil {
-			for i := len(closers) - 1; i >= 0; i-- {
-				closers[i]()
-			}
-		}
-	}()
+	s := &Service{log: logger}
+	defer s.closers.CloseOnError(&err)
 
 	d, err := db.Open(ctx, cfg.DB)
 	if err != nil {
 		return nil, fmt.Errorf("open payments database: %w", err)
 	}
-	closers = append(closers, func() { _ = d.Close() })
+	s.closers.Add(d.Close)
 	if err := MigrateDB(ctx, d); err != nil {
 		return nil, err
 	}
 
-	nc, js, err := events.Connect(ctx, cfg.NATSURL, Name, cfg.StreamReplicas)
+	nc, js, err := events.Connect(ctx, cfg.Events, Name)
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, nc.Close)
+	s.closers.Add(func() error { return events.Drain(nc) })
 
 	reg := observability.NewRegistry()
 	metrics, err := adapters.NewMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	outbox := events.NewOutbox(d)
-	relay := events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
+	outbox := events.NewOutbox(d, events.PublishesTo(Streams...))
+	s.relay = events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
 	repo := adapters.NewPaymentSQLRepository(d, outbox)
 
 	seed := cfg.ProviderSeed
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	provider := adapters.NewFakeProvider(adapters.FakeProviderConfig{
+	s.provider = adapters.NewFakeProvider(adapters.FakeProviderConfig{
 		Latency: cfg.ProviderLatency, FailureRate: cfg.ProviderFailureRate, Seed: seed,
 	})
 	if cfg.ProviderLatency > 0 || cfg.ProviderFailureRate > 0 {
@@ -170,22 +161,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 			"latency", cfg.ProviderLatency, "failure_rate", cfg.ProviderFailureRate, "seed", seed)
 	}
 
-	keys := cfg.Keys
-	if keys == nil {
-		keys = auth.NewJWKSCache(cfg.JWKSURL, nil)
-	}
-	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
-
-	srv, err := server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	verifier, _ := cfg.Keys.NewVerifier()
+	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
 	if err != nil {
 		return nil, err
 	}
-	payments := app.NewPayments(repo, metrics.InstrumentProvider(provider), metrics)
-	paymentsv1.RegisterPaymentsServiceServer(srv.GRPC(), ports.NewGRPCServer(payments))
-	srv.AddCheck("database", d.PingContext)
-	srv.AddCheck("nats", events.ConnectedCheck(nc))
-
-	return &Service{server: srv, relay: relay, provider: provider, nc: nc, db: d, log: logger}, nil
+	payments := app.NewPayments(repo, metrics.InstrumentProvider(s.provider), metrics)
+	paymentsv1.RegisterPaymentsServiceServer(s.server.GRPC(), ports.NewGRPCServer(payments))
+	s.server.AddCheck("database", d.PingContext)
+	s.server.AddCheck("nats", events.ConnectedCheck(nc))
+	return s, nil
 }
 
 // Run serves until ctx is cancelled, then drains in-flight requests, stops
@@ -193,8 +178,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 // that stopped the service, or nil after a graceful stop. Call it once.
 func (s *Service) Run(ctx context.Context) error {
 	err := s.server.Run(ctx, s.relay.Run)
-	closeErr := errors.Join(events.Drain(s.nc), s.db.Close())
-	if closeErr != nil {
+	if closeErr := s.closers.Close(); closeErr != nil {
 		s.log.WarnContext(ctx, "closing payments resources failed", "error", closeErr)
 	}
 	return err

@@ -25,6 +25,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/payments/domain"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
+	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
 	"github.com/mercato-dev/mercato/internal/platform/events"
@@ -54,8 +55,8 @@ func start(t *testing.T, dbURL string) *harness {
 	svc, err := payments.New(t.Context(), payments.Config{
 		Server:       server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
 		DB:           db.Config{URL: dbURL},
-		NATSURL:      natsURL,
-		Keys:         issuer.KeySource(),
+		Events:       events.Config{URL: natsURL},
+		Keys:         auth.KeysConfig{Source: issuer.KeySource()},
 		ProviderSeed: 1,
 	}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -158,7 +159,7 @@ func testService(t *testing.T, dbURL string) {
 	t.Run("payment.captured reaches JetStream", func(t *testing.T) {
 		var got domain.PaymentEvent
 		require.Eventually(t, func() bool {
-			stream, err := h.js.Stream(t.Context(), events.StreamPayments)
+			stream, err := h.js.Stream(t.Context(), payments.Streams[0].Name)
 			if err != nil {
 				return false
 			}
@@ -173,7 +174,7 @@ func testService(t *testing.T, dbURL string) {
 			AmountCents: 12_345, Currency: "EUR", Status: "captured",
 		}, got)
 
-		stream, err := h.js.Stream(t.Context(), events.StreamPayments)
+		stream, err := h.js.Stream(t.Context(), payments.Streams[0].Name)
 		require.NoError(t, err)
 		info, err := stream.Info(t.Context(), jetstream.WithSubjectFilter(domain.SubjectCaptured))
 		require.NoError(t, err)
@@ -285,22 +286,25 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestConfigValidate(t *testing.T) {
 	valid := payments.Config{
-		Server:  server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
-		DB:      db.Config{URL: "data/payments.db"},
-		NATSURL: "nats://nats:4222",
-		JWKSURL: "http://identity:8081/.well-known/jwks.json",
+		Server: server.Config{GRPCAddr: ":9090", HTTPAddr: ":8081"},
+		DB:     db.Config{URL: "data/payments.db"},
+		Events: events.Config{URL: "nats://nats:4222"},
+		Keys:   auth.KeysConfig{JWKSURL: "http://identity:8081/.well-known/jwks.json"},
 	}
 	require.NoError(t, valid.Validate())
 
 	bad := valid
 	bad.ProviderLatency = -time.Second
 	bad.ProviderFailureRate = 1.5
-	bad.NATSURL = ""
+	bad.Events.URL = ""
 	err := bad.Validate()
 	require.Error(t, err)
 	for _, want := range []string{"latency", "failure rate", "NATS"} {
 		require.Contains(t, err.Error(), want)
 	}
+	_, err = payments.New(t.Context(), bad, slog.New(slog.DiscardHandler))
+	require.ErrorAs(t, err, new(*config.Error), "New refuses to start half-configured")
+	require.ErrorContains(t, err, "payments configuration: ")
 
 	for _, rate := range []float64{-0.1, 1.01} {
 		c := valid

@@ -26,6 +26,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/launcher"
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
 	"github.com/mercato-dev/mercato/internal/platform/events"
+	services "github.com/mercato-dev/mercato/internal/system"
 )
 
 // A cluster runs the system the way `mercato up` does (an embedded NATS,
@@ -145,7 +146,7 @@ func startCluster(t *testing.T, engine string, env map[string][]string) *cluster
 	require.NoError(t, err)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	require.NoError(t, events.EnsureStreams(t.Context(), js, 1))
+	require.NoError(t, events.EnsureStreams(t.Context(), js, 1, services.Streams()))
 	nc.Close()
 
 	for _, name := range append(slices.Clone(backends), "gateway") {

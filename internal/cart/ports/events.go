@@ -24,7 +24,6 @@ const SubjectOrderConfirmed = "order.confirmed"
 func OrderConfirmedConsumerConfig(maxDeliver int) events.ConsumerConfig {
 	return events.ConsumerConfig{
 		Name:       OrderConfirmedConsumer,
-		Stream:     events.StreamOrders,
 		Subjects:   []string{SubjectOrderConfirmed},
 		MaxDeliver: maxDeliver,
 	}

@@ -79,7 +79,8 @@ func newHarness(t *testing.T, setup storeSetup, wrap wrapHandler) *harness {
 	t.Helper()
 	store, d := setup.open(t)
 	_, js := natstest.Connect(t, natstest.Start(t))
-	require.NoError(t, events.EnsureStreams(t.Context(), js, 1))
+	// The orders service owns the stream the consumer reads.
+	require.NoError(t, events.EnsureStreams(t.Context(), js, 1, []events.Stream{{Name: "ORDERS", Domain: "order"}}))
 
 	handler := ports.OrderConfirmedHandler(app.NewCart(store, anyProduct{}))
 	if wrap != nil {

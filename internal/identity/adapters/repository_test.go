@@ -28,8 +28,8 @@ func forEachEngine(t *testing.T, test func(t *testing.T, d *db.DB)) {
 	t.Helper()
 	for _, engine := range dbtest.Engines(t) {
 		t.Run(engine.Name, func(t *testing.T) {
-			require.NoError(t, identity.Migrate(t.Context(), identity.Config{DB: db.Config{URL: engine.URL}}))
-			require.NoError(t, identity.Migrate(t.Context(), identity.Config{DB: db.Config{URL: engine.URL}}), "migrating twice changes nothing")
+			require.NoError(t, identity.Migrate(t.Context(), db.Config{URL: engine.URL}))
+			require.NoError(t, identity.Migrate(t.Context(), db.Config{URL: engine.URL}), "migrating twice changes nothing")
 			test(t, dbtest.Open(t, engine.URL))
 		})
 	}

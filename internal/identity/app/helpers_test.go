@@ -85,7 +85,7 @@ type harnessOptions struct {
 
 func newHarness(t *testing.T, url string, opts harnessOptions) *harness {
 	t.Helper()
-	require.NoError(t, identity.Migrate(t.Context(), identity.Config{DB: db.Config{URL: url}}))
+	require.NoError(t, identity.Migrate(t.Context(), db.Config{URL: url}))
 	d := dbtest.Open(t, url)
 	clock := &fakeClock{t: time.Now().UTC()}
 	logger := slog.New(slog.DiscardHandler)

@@ -32,14 +32,12 @@ func ConsumerConfigs(r Retry) []events.ConsumerConfig {
 	return []events.ConsumerConfig{
 		{
 			Name:       UserEventsConsumer,
-			Stream:     events.StreamUsers,
 			Subjects:   []string{domain.SubjectUserRegistered},
 			MaxDeliver: r.MaxDeliver,
 			Backoff:    r.Backoff,
 		},
 		{
-			Name:   OrderEventsConsumer,
-			Stream: events.StreamOrders,
+			Name: OrderEventsConsumer,
 			Subjects: []string{
 				domain.SubjectOrderConfirmed, domain.SubjectOrderCancelled,
 				domain.SubjectOrderRefunded, domain.SubjectOrderRejected,

@@ -38,6 +38,16 @@ const (
 
 var testRetry = ports.Retry{MaxDeliver: 3, Backoff: []time.Duration{20 * time.Millisecond}}
 
+// streamUsers is the stream identity publishes user.registered to.
+const streamUsers = "USERS"
+
+// consumedStreams are the streams the consumers read, as identity and
+// orders declare them.
+var consumedStreams = []events.Stream{
+	{Name: streamUsers, Domain: "user", Description: "identity events"},
+	{Name: "ORDERS", Domain: "order", Description: "orders events"},
+}
+
 // countingSink counts Send calls and keeps what it delivered; fail, when
 // set, may refuse a call (by its 1-based number).
 type countingSink struct {
@@ -127,7 +137,7 @@ func setup(t *testing.T, url string) (*db.DB, jetstream.JetStream) {
 	d := dbtest.Open(t, url)
 	require.NoError(t, notifications.MigrateDB(t.Context(), d))
 	_, js := natstest.Connect(t, natstest.Start(t))
-	require.NoError(t, events.EnsureStreams(t.Context(), js, 1))
+	require.NoError(t, events.EnsureStreams(t.Context(), js, 1, consumedStreams))
 	return d, js
 }
 
@@ -235,7 +245,7 @@ func TestUnreadableEventIsDeadLetteredAtOnce(t *testing.T) {
 	c.waitHandled(t, events.OutcomeDeadLetter, 1)
 	require.Zero(t, c.handled(t, events.OutcomeRetry))
 	require.Zero(t, sink.calls.Load())
-	require.Equal(t, events.StreamUsers, deadLetters(t, js)[0].Header.Get(events.HeaderDeadLetterStream))
+	require.Equal(t, streamUsers, deadLetters(t, js)[0].Header.Get(events.HeaderDeadLetterStream))
 }
 
 // crashAfterSend delivers through the real sink, then — once — kills the

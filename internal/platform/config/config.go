@@ -92,10 +92,43 @@ func (e *Env) Bool(key string, def bool) bool {
 	return b
 }
 
-// Err returns every malformed value seen so far, joined, or nil.
-func (e *Env) Err() error { return errors.Join(e.problems...) }
+// Err returns every malformed value seen so far as an *Error, or nil.
+func (e *Env) Err() error { return join(e.problems) }
 
-// Problems collects validation failures; Err joins them.
+// Error is a configuration that cannot be used: every problem found in it.
+// Callers tell a misconfigured process from one that failed at run time
+// with errors.As(err, new(*config.Error)), however deeply it is wrapped.
+type Error struct {
+	// Problems are the individual problems, each possibly a nested *Error
+	// under a prefix (Problems.Include).
+	Problems []error
+}
+
+func (e *Error) Error() string { return errors.Join(e.Problems...).Error() }
+
+// Unwrap returns the problems, so errors.Is and errors.As see each one.
+func (e *Error) Unwrap() []error { return e.Problems }
+
+// Join returns the non-nil errs as one *Error, or nil when there are none.
+// Use it to combine the results of several Validate calls (or Env.Err).
+func Join(errs ...error) error {
+	var problems []error
+	for _, err := range errs {
+		if err != nil {
+			problems = append(problems, err)
+		}
+	}
+	return join(problems)
+}
+
+func join(problems []error) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	return &Error{Problems: problems}
+}
+
+// Problems collects validation failures; Err returns them as an *Error.
 type Problems struct{ errs []error }
 
 // Add records a problem when cond is true.
@@ -112,5 +145,5 @@ func (p *Problems) Include(prefix string, err error) {
 	}
 }
 
-// Err returns all recorded problems joined, or nil.
-func (p *Problems) Err() error { return errors.Join(p.errs...) }
+// Err returns all recorded problems as an *Error, or nil.
+func (p *Problems) Err() error { return join(p.errs) }

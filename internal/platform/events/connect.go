@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mercato-dev/mercato/internal/platform/config"
 )
 
 const (
@@ -17,9 +20,53 @@ const (
 	drainTimeout = 5 * time.Second
 )
 
-// Connect connects a service's process to the NATS server at url (or a
-// comma-separated list of servers) and makes sure the streams exist
-// (EnsureStreams) with replicas copies each, 0 meaning 1 (a single server).
+// Config says how a service reaches NATS JetStream and which streams it
+// makes sure exist.
+type Config struct {
+	// URL is the NATS server, or a comma-separated list of servers.
+	URL string
+	// StreamReplicas is how many copies JetStream keeps of each stream: 1
+	// for a single server (the default when 0), 3 on a cluster.
+	StreamReplicas int
+	// Streams are the streams Connect makes sure exist: every stream of
+	// the system, not only the service's own, so that a consumer finds the
+	// stream it reads even before the publisher has started once.
+	Streams []Stream
+}
+
+// WithDefaults returns c with every unset field filled.
+func (c Config) WithDefaults() Config {
+	if c.StreamReplicas == 0 {
+		c.StreamReplicas = 1
+	}
+	return c
+}
+
+// WithStreams returns c with streams added to Streams, except those whose
+// name it already has: a service adds its own streams to those it was
+// given.
+func (c Config) WithStreams(streams ...Stream) Config {
+	all := slices.Clone(c.Streams)
+	for _, s := range streams {
+		if !slices.ContainsFunc(all, func(have Stream) bool { return have.Name == s.Name }) {
+			all = append(all, s)
+		}
+	}
+	c.Streams = all
+	return c
+}
+
+// Validate reports every problem with c (after WithDefaults) at once.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Add(c.URL == "", "NATS URL is empty")
+	p.Add(c.StreamReplicas < 1 || c.StreamReplicas > 5, "stream replicas must be 1 to 5, got %d", c.StreamReplicas)
+	p.Include("streams", validateStreams(c.Streams))
+	return p.Err()
+}
+
+// Connect connects a service's process to NATS as cfg says and makes sure
+// cfg's streams exist (EnsureStreams).
 //
 // The connection is named "mercato-<service>" in NATS's monitoring. The
 // first connection must succeed within 10s; after that the client
@@ -27,11 +74,9 @@ const (
 // (ConnectedCheck) than by a dead process: relays catch up and consumers
 // resume once NATS is back. The caller owns the connection and stops it
 // with Drain (nc.Close when giving up during start-up).
-func Connect(ctx context.Context, url, service string, replicas int) (*nats.Conn, jetstream.JetStream, error) {
-	if replicas == 0 {
-		replicas = 1
-	}
-	nc, err := nats.Connect(url,
+func Connect(ctx context.Context, cfg Config, service string) (*nats.Conn, jetstream.JetStream, error) {
+	cfg = cfg.WithDefaults()
+	nc, err := nats.Connect(cfg.URL,
 		nats.Name("mercato-"+service),
 		nats.Timeout(connectTimeout),
 		nats.MaxReconnects(-1),
@@ -44,7 +89,7 @@ func Connect(ctx context.Context, url, service string, replicas int) (*nats.Conn
 		nc.Close()
 		return nil, nil, fmt.Errorf("JetStream client: %w", err)
 	}
-	if err := EnsureStreams(ctx, js, replicas); err != nil {
+	if err := EnsureStreams(ctx, js, cfg.StreamReplicas, cfg.Streams); err != nil {
 		nc.Close()
 		return nil, nil, err
 	}

@@ -83,8 +83,9 @@ type ConsumerConfig struct {
 	// purpose (for example "notifications-order-emails"); it also scopes
 	// the processed_events rows. Letters, digits, '-' and '_'.
 	Name string
-	// Stream is the stream to read (StreamOrders, ...). Empty means the
-	// stream bound to Subjects[0].
+	// Stream is the stream to read ("ORDERS", ...). Empty means the
+	// stream bound to Subjects[0], which is how services find the streams
+	// other services own.
 	Stream string
 	// Subjects filters the stream, wildcards allowed ("order.>").
 	Subjects []string

@@ -44,7 +44,7 @@ func effectCount(t *testing.T, d *db.DB, eventID string) int {
 func testConsumerConfig() events.ConsumerConfig {
 	return events.ConsumerConfig{
 		Name:       consumerName,
-		Stream:     events.StreamOrders,
+		Stream:     streamOrders,
 		Subjects:   []string{"order.>"},
 		MaxDeliver: 3,
 		Backoff:    []time.Duration{10 * time.Millisecond, 20 * time.Millisecond},
@@ -86,7 +86,7 @@ func TestConsumerAppliesEachEventOnce(t *testing.T) {
 		assert.Equal(t, 1, effectCount(t, d, "event-2"))
 		assert.Equal(t, float64(2), handled(t, reg, events.OutcomeOK))
 		assert.Equal(t, float64(1), handled(t, reg, events.OutcomeDuplicate))
-		require.Eventually(t, func() bool { return settled(t, js, events.StreamOrders, consumerName) }, waitFor, tick)
+		require.Eventually(t, func() bool { return settled(t, js, streamOrders, consumerName) }, waitFor, tick)
 	})
 }
 
@@ -135,7 +135,7 @@ func TestConsumerDeadLettersWhatItCannotHandle(t *testing.T) {
 
 				require.Eventually(t, func() bool {
 					return streamCount(t, js, events.StreamDeadLetters) == 1 &&
-						settled(t, js, events.StreamOrders, consumerName)
+						settled(t, js, streamOrders, consumerName)
 				}, waitFor, tick)
 				assert.Equal(t, tt.wantCalls, int(calls.Load()), "handler calls")
 				assert.Zero(t, effectCount(t, d, "doomed"))
@@ -148,7 +148,7 @@ func TestConsumerDeadLettersWhatItCannotHandle(t *testing.T) {
 				assert.Equal(t, consumerName, dead.Header.Get(events.HeaderDeadLetterConsumer))
 				assert.Equal(t, tt.failure.Error(), dead.Header.Get(events.HeaderDeadLetterError))
 				assert.Equal(t, tt.wantReason, dead.Header.Get(events.HeaderDeadLetterReason))
-				assert.Equal(t, events.StreamOrders, dead.Header.Get(events.HeaderDeadLetterStream))
+				assert.Equal(t, streamOrders, dead.Header.Get(events.HeaderDeadLetterStream))
 				assert.Equal(t, "1", dead.Header.Get(events.HeaderDeadLetterSequence))
 				assert.Equal(t, fmt.Sprint(tt.wantCalls), dead.Header.Get(events.HeaderDeadLetterAttempts))
 
@@ -192,7 +192,7 @@ func TestConsumerRetriesAndAppliesOnce(t *testing.T) {
 		assert.Equal(t, 3, attempt, "only the successful attempt's effect is kept")
 		assert.Equal(t, 1, effectCount(t, d, "flaky"))
 		assert.Equal(t, float64(2), handled(t, reg, events.OutcomeRetry))
-		require.Eventually(t, func() bool { return settled(t, js, events.StreamOrders, consumerName) }, waitFor, tick)
+		require.Eventually(t, func() bool { return settled(t, js, streamOrders, consumerName) }, waitFor, tick)
 		assert.Zero(t, streamCount(t, js, events.StreamDeadLetters))
 	})
 }
@@ -229,7 +229,7 @@ func TestConsumerStopLetsTheMessageInHandFinish(t *testing.T) {
 			t.Fatal("Run did not return after the handler finished")
 		}
 		assert.Equal(t, 1, effectCount(t, d, "slow"), "the handler's transaction committed")
-		assert.True(t, settled(t, js, events.StreamOrders, consumerName), "the message was acknowledged")
+		assert.True(t, settled(t, js, streamOrders, consumerName), "the message was acknowledged")
 	})
 }
 
@@ -313,6 +313,25 @@ func TestConsumerPrunesOldProcessedEvents(t *testing.T) {
 		assert.Equal(t, 1, countRows(t, d, `SELECT count(*) FROM processed_events WHERE consumer = 'another-consumer'`),
 			"a consumer prunes only its own rows")
 	})
+}
+
+// A consumer that names no stream reads the one bound to its subject; when
+// no stream binds it (its owner's streams were never declared), Run fails
+// at once rather than waiting for events that cannot come.
+func TestConsumerWithoutAStreamForItsSubjectFailsToStart(t *testing.T) {
+	t.Parallel()
+	d := openSQLite(t)
+	require.NoError(t, events.EnsureSchema(t.Context(), d))
+	js := startJetStream(t)
+	cfg := testConsumerConfig()
+	cfg.Stream, cfg.Subjects = "", []string{"payment.captured"}
+	c, err := events.NewConsumer(d, js, testLogger(t), cfg, recordEffect)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	err = c.Run(ctx)
+	require.ErrorContains(t, err, "find stream for consumer "+consumerName)
+	require.NoError(t, ctx.Err(), "Run gave up before its deadline")
 }
 
 func TestConsumersOfOneProcessShareMetrics(t *testing.T) {

@@ -56,11 +56,24 @@ func openSQLite(t *testing.T) *db.DB { return dbtest.Open(t, dbtest.SQLiteURL(t)
 // tests can run in parallel and leave nothing behind.
 func openPostgres(t *testing.T) *db.DB { return dbtest.Open(t, dbtest.PostgresURL(t)) }
 
-// startJetStream starts a NATS server of the test's own, with the streams.
+// The streams of these tests, declared as the services owning the user and
+// order domains declare theirs.
+const (
+	streamUsers  = "USERS"
+	streamOrders = "ORDERS"
+)
+
+// testStreams binds user.> and order.>, the subjects these tests publish.
+var testStreams = []events.Stream{
+	{Name: streamUsers, Domain: "user", Description: "identity events"},
+	{Name: streamOrders, Domain: "order", Description: "orders events"},
+}
+
+// startJetStream starts a NATS server of the test's own, with testStreams.
 func startJetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
 	_, js := natstest.Connect(t, natstest.Start(t))
-	require.NoError(t, events.EnsureStreams(t.Context(), js, 1))
+	require.NoError(t, events.EnsureStreams(t.Context(), js, 1, testStreams))
 	return js
 }
 

@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -41,8 +42,8 @@ type Event struct {
 	// must not produce a second event.
 	ID string
 	// Subject is the NATS subject, "<domain>.<what happened>", for example
-	// "user.registered" or "order.confirmed", where the domain is one of
-	// the streams EnsureStreams creates: user, product, order, payment.
+	// "user.registered" or "order.confirmed", where the domain is that of
+	// one of the producing service's streams (see PublishesTo).
 	Subject string
 	// Payload is the JSON body.
 	Payload []byte
@@ -54,6 +55,7 @@ type Outbox struct {
 	db         *db.DB
 	propagator propagation.TextMapPropagator
 	wake       chan struct{}
+	streams    []Stream
 }
 
 // OutboxOption configures an Outbox.
@@ -64,6 +66,14 @@ type OutboxOption func(*Outbox)
 // global propagator is.
 func WithOutboxPropagator(p propagation.TextMapPropagator) OutboxOption {
 	return func(o *Outbox) { o.propagator = p }
+}
+
+// PublishesTo names the streams the producing service publishes to: Add
+// then refuses an event whose subject none of them binds, where a test of
+// the producing service sees it, because the relay could never publish
+// such a row and would retry it forever. Without it any subject is taken.
+func PublishesTo(streams ...Stream) OutboxOption {
+	return func(o *Outbox) { o.streams = streams }
 }
 
 // NewOutbox returns an outbox writing to d, whose schema EnsureSchema has
@@ -95,7 +105,7 @@ func (o *Outbox) Add(ctx context.Context, tx *sql.Tx, ev Event) error {
 		}
 		ev.ID = id.String()
 	}
-	if err := validateEvent(ev); err != nil {
+	if err := o.validate(ev); err != nil {
 		return err
 	}
 	carrier := propagation.MapCarrier{}
@@ -126,17 +136,15 @@ func (o *Outbox) Wake() {
 	}
 }
 
-func validateEvent(ev Event) error {
+func (o *Outbox) validate(ev Event) error {
 	if !validHeaderValue(ev.ID) || len(ev.ID) > 255 {
 		return fmt.Errorf("%w: id %q must be 1 to 255 printable characters", ErrInvalidEvent, ev.ID)
 	}
 	if !validSubject(ev.Subject, false) {
 		return fmt.Errorf("%w: subject %q is not a literal NATS subject", ErrInvalidEvent, ev.Subject)
 	}
-	// Checked here, where a test of the producing service sees it, because
-	// the relay could never publish such a row and would retry it forever.
-	if domainStreamOf(ev.Subject) == "" {
-		return fmt.Errorf("%w: subject %q is bound to no stream (see EnsureStreams)", ErrInvalidEvent, ev.Subject)
+	if len(o.streams) > 0 && !slices.ContainsFunc(o.streams, func(s Stream) bool { return s.binds(ev.Subject) }) {
+		return fmt.Errorf("%w: subject %q is bound to none of the service's streams", ErrInvalidEvent, ev.Subject)
 	}
 	if !json.Valid(ev.Payload) {
 		return fmt.Errorf("%w: payload of %s is not valid JSON", ErrInvalidEvent, ev.Subject)

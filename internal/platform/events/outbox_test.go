@@ -64,14 +64,14 @@ func TestOutboxPublishesOnlyCommittedEventsExactlyOnce(t *testing.T) {
 		runInBackground(t, relay.Run)
 
 		require.Eventually(t, func() bool {
-			return unpublished(t, d) == 0 && streamCount(t, js, events.StreamOrders) == len(committed)
+			return unpublished(t, d) == 0 && streamCount(t, js, streamOrders) == len(committed)
 		}, waitFor, tick)
 		// A row published after all the others proves the relay has gone
 		// round again without publishing anything twice.
 		addCommitted(t, d, o, orderEvent("last"))
 		require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
 
-		msgs := streamMessages(t, js, events.StreamOrders)
+		msgs := streamMessages(t, js, streamOrders)
 		want := append(slices.Clone(committed), orderEvent("last"))
 		require.Len(t, msgs, len(want))
 		for i, m := range msgs {
@@ -116,7 +116,7 @@ func TestOutboxAddRejectsInvalidEvents(t *testing.T) {
 	t.Parallel()
 	d := openSQLite(t)
 	require.NoError(t, events.EnsureSchema(t.Context(), d))
-	o := events.NewOutbox(d)
+	o := events.NewOutbox(d, events.PublishesTo(testStreams...))
 
 	tests := []struct {
 		name string
@@ -140,4 +140,31 @@ func TestOutboxAddRejectsInvalidEvents(t *testing.T) {
 		})
 	}
 	assert.Zero(t, countRows(t, d, `SELECT count(*) FROM outbox`))
+}
+
+// PublishesTo makes Add refuse a subject none of the producing service's
+// streams binds, since the relay could never publish it; without it, any
+// literal subject is taken.
+func TestOutboxPublishesToRefusesSubjectsOfOtherStreams(t *testing.T) {
+	t.Parallel()
+	d := openSQLite(t)
+	require.NoError(t, events.EnsureSchema(t.Context(), d))
+	add := func(o *events.Outbox, subject string) error {
+		return d.InTx(t.Context(), func(tx *sql.Tx) error {
+			return o.Add(t.Context(), tx, events.Event{Subject: subject, Payload: []byte(`{}`)})
+		})
+	}
+
+	orders := events.NewOutbox(d, events.PublishesTo(events.Stream{Name: streamOrders, Domain: "order"}))
+	require.NoError(t, add(orders, "order.confirmed"))
+	for _, subject := range []string{"user.registered", "inventory.reserved", "orders.confirmed", "dlq.order.confirmed"} {
+		require.ErrorIs(t, add(orders, subject), events.ErrInvalidEvent, subject)
+	}
+	assert.Equal(t, 1, countRows(t, d, `SELECT count(*) FROM outbox`))
+
+	anything := events.NewOutbox(d)
+	for _, subject := range []string{"user.registered", "inventory.reserved"} {
+		require.NoError(t, add(anything, subject), subject)
+	}
+	assert.Equal(t, 3, countRows(t, d, `SELECT count(*) FROM outbox`))
 }

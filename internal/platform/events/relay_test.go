@@ -84,7 +84,7 @@ func TestRelayRestartPublishesEveryEventExactlyOnce(t *testing.T) {
 				addCommitted(t, d, o, evs...)
 
 				stored, marked := tt.firstRun(t, d, o, js)
-				require.Equal(t, stored, streamCount(t, js, events.StreamOrders), "stored by the first run")
+				require.Equal(t, stored, streamCount(t, js, streamOrders), "stored by the first run")
 				require.Equal(t, len(evs)-marked, unpublished(t, d), "left unpublished by the first run")
 
 				reg := prometheus.NewRegistry()
@@ -93,7 +93,7 @@ func TestRelayRestartPublishesEveryEventExactlyOnce(t *testing.T) {
 				runInBackground(t, relay.Run)
 				require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
 
-				msgs := streamMessages(t, js, events.StreamOrders)
+				msgs := streamMessages(t, js, streamOrders)
 				counts := eventIDCounts(msgs)
 				for _, ev := range evs {
 					assert.Equal(t, 1, counts[ev.ID], "copies of %s in the stream", ev.ID)
@@ -122,7 +122,7 @@ func TestTwoRelaysOnOneDatabasePublishEachEventOnce(t *testing.T) {
 		}
 		require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
 
-		msgs := streamMessages(t, js, events.StreamOrders)
+		msgs := streamMessages(t, js, streamOrders)
 		require.Len(t, msgs, len(evs))
 		for i, m := range msgs {
 			assert.Equal(t, 1, eventIDCounts(msgs)[evs[i].ID])
@@ -152,7 +152,7 @@ func TestRelayReportsLagAndLosesNothingWhileJetStreamIsDown(t *testing.T) {
 		js := startJetStream(t)
 		// Without its stream a subject has no responders: the same failure
 		// as a NATS outage, from the relay's point of view.
-		require.NoError(t, js.DeleteStream(t.Context(), events.StreamOrders))
+		require.NoError(t, js.DeleteStream(t.Context(), streamOrders))
 		o := events.NewOutbox(d)
 		evs := orderEvents("ev", 5)
 		addCommitted(t, d, o, evs...)
@@ -170,12 +170,12 @@ func TestRelayReportsLagAndLosesNothingWhileJetStreamIsDown(t *testing.T) {
 		assert.Less(t, metricValue(t, reg, "mercato_events_outbox_oldest_pending_age_seconds"), waitFor.Seconds())
 		require.Equal(t, len(evs), unpublished(t, d), "nothing is dropped while failing")
 
-		require.NoError(t, events.EnsureStreams(t.Context(), js, 1))
+		require.NoError(t, events.EnsureStreams(t.Context(), js, 1, testStreams))
 		require.Eventually(t, func() bool {
 			return unpublished(t, d) == 0 && metricValue(t, reg, "mercato_events_outbox_pending") == 0
 		}, waitFor, tick)
 		// Order is best effort across a failure, so only completeness counts.
-		msgs := streamMessages(t, js, events.StreamOrders)
+		msgs := streamMessages(t, js, streamOrders)
 		counts := eventIDCounts(msgs)
 		for _, ev := range evs {
 			assert.Equal(t, 1, counts[ev.ID], "copies of %s in the stream", ev.ID)
@@ -252,7 +252,7 @@ func TestRelayGathersCommitsThatArriveTogether(t *testing.T) {
 			<-pace.C
 		}
 		require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
-		require.Equal(t, 10, streamCount(t, js, events.StreamOrders))
+		require.Equal(t, 10, streamCount(t, js, streamOrders))
 		// One claim carried them all; a slow machine may split them once.
 		require.LessOrEqual(t, batches.Load(), int32(2), "claims for 10 commits")
 	})

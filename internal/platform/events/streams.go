@@ -8,17 +8,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mercato-dev/mercato/internal/platform/config"
 )
 
-// Stream names, one per domain plus the dead letters. Consumers name them in
-// ConsumerConfig.Stream.
-const (
-	StreamUsers       = "USERS"
-	StreamProducts    = "PRODUCTS"
-	StreamOrders      = "ORDERS"
-	StreamPayments    = "PAYMENTS"
-	StreamDeadLetters = "DEAD_LETTERS"
-)
+// StreamDeadLetters is the stream of messages consumers gave up on; every
+// process keeps it, whatever streams its services declare.
+const StreamDeadLetters = "DEAD_LETTERS"
 
 // deadLetterPrefix is prepended to a message's subject when it is dead-lettered.
 const deadLetterPrefix = "dlq."
@@ -37,27 +33,32 @@ const (
 	deadLetterRetention = 30 * 24 * time.Hour
 )
 
-// domainStreams are the streams events are published to, each binding
-// "<domain>.>". A new domain starts here.
-var domainStreams = []struct{ name, domain, description string }{
-	{StreamUsers, "user", "identity events"},
-	{StreamProducts, "product", "catalog events"},
-	{StreamOrders, "order", "orders events"},
-	{StreamPayments, "payment", "payments events"},
+// Stream is a JetStream stream a service publishes its events to: every
+// subject "<Domain>.<what happened>". The service that owns the domain
+// declares it; consumers find it by subject.
+type Stream struct {
+	// Name is the JetStream stream name, e.g. "ORDERS".
+	Name string
+	// Domain is the first token of the stream's subjects, e.g. "order".
+	Domain string
+	// Description says whose events these are.
+	Description string
 }
 
-// domainStreamOf returns the stream an event subject is published to, or ""
-// when no stream binds it.
-func domainStreamOf(subject string) string {
-	for _, s := range domainStreams {
-		if strings.HasPrefix(subject, s.domain+".") {
-			return s.name
-		}
-	}
-	return ""
+// binds reports whether subject is published to s.
+func (s Stream) binds(subject string) bool {
+	return strings.HasPrefix(subject, s.Domain+".")
 }
 
-func streamConfigs(replicas int) []jetstream.StreamConfig {
+func (s Stream) validate() error {
+	var p config.Problems
+	p.Add(s.Name == "" || strings.ContainsAny(s.Name, " .*>"), "stream name %q must be a non-empty word", s.Name)
+	p.Add(!validSubject(s.Domain, false) || strings.Contains(s.Domain, "."), "stream %s: domain %q must be one subject token", s.Name, s.Domain)
+	p.Add(s.Name == StreamDeadLetters || s.Domain+"." == deadLetterPrefix, "stream %s is reserved for dead letters", s.Name)
+	return p.Err()
+}
+
+func streamConfigs(replicas int, streams []Stream) []jetstream.StreamConfig {
 	stream := func(name, subjects, description string, maxAge time.Duration) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name:        name,
@@ -71,15 +72,15 @@ func streamConfigs(replicas int) []jetstream.StreamConfig {
 			Duplicates:  DuplicateWindow,
 		}
 	}
-	configs := make([]jetstream.StreamConfig, 0, len(domainStreams)+1)
-	for _, s := range domainStreams {
-		configs = append(configs, stream(s.name, s.domain+".>", s.description, domainRetention))
+	configs := make([]jetstream.StreamConfig, 0, len(streams)+1)
+	for _, s := range streams {
+		configs = append(configs, stream(s.Name, s.Domain+".>", s.Description, domainRetention))
 	}
 	return append(configs, stream(StreamDeadLetters, deadLetterPrefix+">", "messages consumers gave up on", deadLetterRetention))
 }
 
-// EnsureStreams creates the domain streams (user.>, product.>, order.>,
-// payment.>) and the dead-letter stream (dlq.>), or updates them to this
+// EnsureStreams creates the given domain streams ("<domain>.>" each) and
+// the dead-letter stream (dlq.>), or updates them to this
 // configuration: file storage, the given number of replicas (1 for a single
 // server, 3 on a cluster) and a DuplicateWindow for de-duplication. It is
 // idempotent; every process that publishes or consumes may call it at start.
@@ -89,11 +90,14 @@ func streamConfigs(replicas int) []jetstream.StreamConfig {
 // whereas an update rewrites the stream's configuration even when nothing
 // changed (a Raft proposal on a cluster), while other processes starting at
 // the same time create their consumers on it.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int, streams []Stream) error {
 	if replicas < 1 || replicas > 5 {
 		return fmt.Errorf("%w: stream replicas %d not in 1..5", ErrInvalidConfig, replicas)
 	}
-	for _, cfg := range streamConfigs(replicas) {
+	if err := validateStreams(streams); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	for _, cfg := range streamConfigs(replicas, streams) {
 		_, err := js.CreateStream(ctx, cfg)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			_, err = js.UpdateStream(ctx, cfg) // it exists with another configuration
@@ -103,4 +107,18 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 		}
 	}
 	return nil
+}
+
+// validateStreams reports every malformed stream and any two that share a
+// name or a domain.
+func validateStreams(streams []Stream) error {
+	var p config.Problems
+	names, domains := map[string]bool{}, map[string]bool{}
+	for _, s := range streams {
+		p.Include("stream", s.validate())
+		p.Add(names[s.Name], "stream %s is declared twice", s.Name)
+		p.Add(domains[s.Domain], "domain %q is bound by two streams", s.Domain)
+		names[s.Name], domains[s.Domain] = true, true
+	}
+	return p.Err()
 }

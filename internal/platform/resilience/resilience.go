@@ -45,7 +45,7 @@ type Options struct {
 	Interceptors []grpc.UnaryClientInterceptor
 }
 
-func (o Options) withDefaults() Options {
+func (o Options) WithDefaults() Options {
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
 	}
@@ -77,7 +77,7 @@ var ErrCircuitOpen = status.Error(codes.Unavailable, "circuit breaker open")
 // state takes an idempotency key or is keyed by order id, so a retried call
 // whose first try did land changes nothing.
 func Dial(name, target string, opts Options) (*grpc.ClientConn, error) {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	breaker := gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:    name,
 		Timeout: opts.BreakerOpen,

@@ -39,8 +39,8 @@ type HTTPConfig struct {
 	MaxHeaderBytes int
 }
 
-// Defaults fills unset fields.
-func (c HTTPConfig) Defaults() HTTPConfig {
+// WithDefaults returns c with every unset field filled.
+func (c HTTPConfig) WithDefaults() HTTPConfig {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
@@ -101,7 +101,7 @@ type HTTPServer struct {
 // NewHTTP listens on both addresses at once, so a caller learns the real
 // ports before Run, and serves handler on the public one.
 func NewHTTP(ctx context.Context, name string, cfg HTTPConfig, handler http.Handler, logger *slog.Logger, reg *prometheus.Registry) (*HTTPServer, error) {
-	cfg = cfg.Defaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

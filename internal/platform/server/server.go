@@ -42,8 +42,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
-// Defaults fills unset fields.
-func (c Config) Defaults() Config {
+// WithDefaults returns c with every unset field filled.
+func (c Config) WithDefaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
@@ -113,7 +113,7 @@ type Server struct {
 // tracing, request id, metrics, panic recovery, error mapping, then extra
 // (e.g. authentication).
 func New(name string, cfg Config, logger *slog.Logger, reg *prometheus.Registry, extra ...grpc.UnaryServerInterceptor) (*Server, error) {
-	cfg = cfg.Defaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

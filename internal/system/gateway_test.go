@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"testing"
@@ -22,29 +22,34 @@ func TestReadGatewayConfig(t *testing.T) {
 		"MERCATO_CORS_ORIGINS":        " https://a.example, ,https://b.example ",
 		"MERCATO_TRUST_FORWARDED_FOR": "true",
 	})
-	cfg := readGatewayConfig(env)
-	require.NoError(t, env.Err())
-	require.NoError(t, cfg.Validate())
+	upstreams := Services()[:len(Services())-1]
+	cfg, err := readGateway(env, upstreams)
+	require.NoError(t, err)
 	require.Equal(t, "127.0.0.1:8080", cfg.Addr)
 	require.Equal(t, "127.0.0.1:9000", cfg.AdminAddr)
+	targets := map[string]string{}
+	for _, u := range cfg.Upstreams {
+		targets[u.Name] = u.Target
+	}
 	require.Equal(t, map[string]string{
 		"identity": "127.0.0.1:9101", "catalog": "dns:///catalog:9090", "inventory": "inventory:9090",
 		"cart": "cart:9090", "orders": "orders:9090", "payments": "payments:9090", "notifications": "notifications:9090",
-	}, cfg.Upstreams)
+	}, targets)
 	require.Zero(t, cfg.RateLimitRPS)
 	require.Equal(t, int64(2048), cfg.BodyLimitBytes)
 	require.Equal(t, 3*time.Second, cfg.RequestTimeout)
 	require.Equal(t, []string{"https://a.example", "https://b.example"}, cfg.CORSAllowedOrigins)
 	require.True(t, cfg.TrustForwardedFor)
 
-	defaults := readGatewayConfig(config.NewEnvFrom(nil))
-	require.NoError(t, defaults.Validate())
+	defaults, err := readGateway(config.NewEnvFrom(nil), upstreams)
+	require.NoError(t, err)
 	require.Equal(t, ":8080", defaults.Addr)
-	require.Equal(t, "catalog:9090", defaults.Upstreams["catalog"])
+	require.Equal(t, "catalog:9090", defaults.Upstreams[1].Target)
 	require.Equal(t, float64(100), defaults.RateLimitRPS)
 
-	bad := config.NewEnvFrom(map[string]string{"MERCATO_RATE_LIMIT_RPS": "lots", "MERCATO_REQUEST_TIMEOUT": "soon"})
-	readGatewayConfig(bad)
-	require.ErrorContains(t, bad.Err(), "MERCATO_RATE_LIMIT_RPS")
-	require.ErrorContains(t, bad.Err(), "MERCATO_REQUEST_TIMEOUT")
+	_, err = readGateway(config.NewEnvFrom(map[string]string{"MERCATO_RATE_LIMIT_RPS": "lots", "MERCATO_REQUEST_TIMEOUT": "soon"}), upstreams)
+	require.ErrorContains(t, err, "MERCATO_RATE_LIMIT_RPS")
+	require.ErrorContains(t, err, "MERCATO_REQUEST_TIMEOUT")
+	var cfgErr *config.Error
+	require.ErrorAs(t, err, &cfgErr)
 }

@@ -1,11 +1,7 @@
-package main
+package system
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"log/slog"
 	"runtime/debug"
 	"strings"
 
@@ -13,14 +9,48 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/config"
 )
 
-// gatewayCommand runs the public API gateway. It owns no data, so migrate
-// has nothing to do. Besides MERCATO_HTTP_ADDR, MERCATO_SHUTDOWN_TIMEOUT and
-// JWKS_URL (see readCommon) it reads:
+// gatewayName is the gateway's name in the table.
+const gatewayName = "gateway"
+
+// gatewayService is the public edge in front of the services of backends
+// that have a public API. It owns no data.
+func gatewayService(backends []Service) Service {
+	var upstreams []Service
+	for _, s := range backends {
+		if s.API != nil {
+			upstreams = append(upstreams, s)
+		}
+	}
+	calls := make([]string, len(upstreams))
+	for i, u := range upstreams {
+		calls[i] = u.Name
+	}
+	return Service{
+		Name:  gatewayName,
+		Calls: calls,
+		Serve: func(ctx context.Context, env *config.Env, rt Runtime) error {
+			cfg, err := readGateway(env, upstreams)
+			if err != nil {
+				return err
+			}
+			cfg.AccessLog = rt.LogOut
+			if env.String("GOGC", "") == "" {
+				debug.SetGCPercent(400)
+			}
+			g, err := gateway.New(ctx, cfg, rt.Logger)
+			if err != nil {
+				return err
+			}
+			return g.Run(ctx)
+		},
+	}
+}
+
+// readGateway reads the gateway's configuration. Besides MERCATO_HTTP_ADDR,
+// MERCATO_SHUTDOWN_TIMEOUT and JWKS_URL of the common settings it reads:
 //
 //	MERCATO_ADDR                  public listen address                  (:8080)
-//	MERCATO_IDENTITY_ADDR         identity's gRPC target                 (identity:9090)
-//	MERCATO_CATALOG_ADDR          catalog's gRPC target                  (catalog:9090)
-//	MERCATO_<SERVICE>_ADDR        likewise for every upstream service    (<service>:9090)
+//	MERCATO_<SERVICE>_ADDR        every upstream's gRPC target           (<service>:9090)
 //	MERCATO_RATE_LIMIT_RPS        requests/s per client IP and per user,
 //	                              bursts of twice that; 0 turns it off   (100)
 //	MERCATO_LOGIN_RATE_LIMIT_RPS  requests/s per client IP on login,
@@ -40,51 +70,26 @@ import (
 //
 // A gRPC target is host:port or a URI such as dns:///catalog:9090; either
 // way every address it resolves to is used, round-robin.
-func gatewayCommand() serviceCommand {
-	return serviceCommand{
-		serve: func(ctx context.Context, env *config.Env, logger *slog.Logger, logOut io.Writer) error {
-			cfg := readGatewayConfig(env)
-			cfg.AccessLog = logOut
-			if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
-				return fmt.Errorf("gateway config: %w", err)
-			}
-			if env.String("GOGC", "") == "" {
-				debug.SetGCPercent(400)
-			}
-			g, err := gateway.New(ctx, cfg, logger)
-			if err != nil {
-				return err
-			}
-			return g.Run(ctx)
-		},
-		migrate: func(context.Context, *config.Env) error {
-			fmt.Println("gateway: stateless, no database to migrate")
-			return nil
-		},
-	}
-}
-
-func readGatewayConfig(env *config.Env) gateway.Config {
-	common := readCommon(env, "gateway")
+func readGateway(env *config.Env, upstreams []Service) (gateway.Config, error) {
+	c := readCommon(env, gatewayName)
 	cfg := gateway.Config{
 		Addr:              env.String("MERCATO_ADDR", ":8080"),
-		AdminAddr:         common.Server.HTTPAddr,
-		ShutdownTimeout:   common.Server.ShutdownTimeout,
-		JWKSURL:           common.JWKSURL,
-		Upstreams:         map[string]string{},
+		AdminAddr:         c.Server.HTTPAddr,
+		ShutdownTimeout:   c.Server.ShutdownTimeout,
+		Keys:              c.Keys,
 		RateLimitRPS:      env.Float("MERCATO_RATE_LIMIT_RPS", 100),
 		LoginRateLimitRPS: env.Float("MERCATO_LOGIN_RATE_LIMIT_RPS", 0),
 		BodyLimitBytes:    int64(env.Int("MERCATO_BODY_LIMIT", gateway.DefaultBodyLimitBytes)),
 		RequestTimeout:    env.Duration("MERCATO_REQUEST_TIMEOUT", gateway.DefaultRequestTimeout),
 		TrustForwardedFor: env.Bool("MERCATO_TRUST_FORWARDED_FOR", false),
 	}
-	for _, name := range gateway.UpstreamNames() {
-		cfg.Upstreams[name] = env.String("MERCATO_"+strings.ToUpper(name)+"_ADDR", name+":9090")
+	for _, u := range upstreams {
+		cfg.Upstreams = append(cfg.Upstreams, gateway.Upstream{Name: u.Name, Target: target(env, u.Name), API: *u.API})
 	}
 	for _, origin := range strings.Split(env.String("MERCATO_CORS_ORIGINS", ""), ",") {
 		if origin = strings.TrimSpace(origin); origin != "" {
 			cfg.CORSAllowedOrigins = append(cfg.CORSAllowedOrigins, origin)
 		}
 	}
-	return cfg
+	return cfg, checked(gatewayName, env, cfg)
 }

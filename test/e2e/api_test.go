@@ -21,9 +21,9 @@ var seededSKUs = []string{"COF-ETH-250", "TEA-SEN-100", "KIT-KTL-GOOSE", "KIT-TP
 // seededCount is how many demo products there are.
 const seededCount = 24
 
-// TestPublicAPI drives one running system through the public API as the
-// ARCHITECTURE.md table describes it. The subtests share the system and
-// run in order: browse runs first, on the freshly seeded catalog.
+// TestPublicAPI drives one running system through the public API as
+// docs/api.md describes it. The subtests share the system and run in
+// order: browse runs first, on the freshly seeded catalog.
 func TestPublicAPI(t *testing.T) {
 	s := startSystem(t, options{adminPassword: e2eAdminPassword})
 	require.Equal(t, e2eAdminPassword, s.adminPassword, "the banner shows the configured password")

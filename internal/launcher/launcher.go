@@ -172,11 +172,12 @@ func (l *Launcher) Run(ctx context.Context) error {
 	}
 }
 
-// On a terminal the banner waits for a pause in the processes' output:
+// In text mode the banner waits for a pause in the processes' output:
 // the gateway's access lines of the seeding (one per product, held up to
-// 50 ms by the services' log buffer) then come out before it instead of
-// pushing it off the screen. The pause is twice that buffer's delay; the
-// limit bounds the wait when the output never pauses.
+// 50 ms by the services' log buffer, logFlushDelay in cmd/mercato) then
+// come out before it instead of pushing it off the screen. The pause is
+// twice that buffer's delay; the limit bounds the wait when the output
+// never pauses.
 const (
 	bannerQuiet      = 100 * time.Millisecond
 	bannerQuietLimit = time.Second

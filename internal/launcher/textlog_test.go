@@ -33,10 +33,10 @@ func TestTextFormatSlogLines(t *testing.T) {
 	f := textFormat{}
 	for line, want := range map[string]string{
 		`{"time":"2026-11-21T12:00:01.234567+01:00","level":"INFO","msg":"product created","service":"catalog","sku":"MUG-1","stock":30}`: "12:00:01.234 INFO  catalog  product created sku=MUG-1 stock=30",
-		`{"time":"2026-11-21T23:59:59.9Z","level":"DEBUG","msg":"cache miss","key":"p-1"}`:                                                  "23:59:59.900 DEBUG catalog  cache miss key=p-1",
-		`{"time":"2026-11-21T08:00:00Z","level":"WARN","msg":"slow query","took_ms":812.5,"ok":false,"next":null}`:                           "08:00:00.000 WARN  catalog  slow query took_ms=812.5 ok=false next=null",
-		`{"time":"2026-11-21T08:00:00.123456789-05:00","level":"ERROR","msg":"save failed","err":"disk full"}`:                              `08:00:00.123 ERROR catalog  save failed err="disk full"`,
-		`{"time":"2026-11-21T08:00:00.1Z","level":"INFO+2","msg":"between levels"}`:                                                         "08:00:00.100 INFO+2 catalog  between levels",
+		`{"time":"2026-11-21T23:59:59.9Z","level":"DEBUG","msg":"cache miss","key":"p-1"}`:                                                "23:59:59.900 DEBUG catalog  cache miss key=p-1",
+		`{"time":"2026-11-21T08:00:00Z","level":"WARN","msg":"slow query","took_ms":812.5,"ok":false,"next":null}`:                        "08:00:00.000 WARN  catalog  slow query took_ms=812.5 ok=false next=null",
+		`{"time":"2026-11-21T08:00:00.123456789-05:00","level":"ERROR","msg":"save failed","err":"disk full"}`:                            `08:00:00.123 ERROR catalog  save failed err="disk full"`,
+		`{"time":"2026-11-21T08:00:00.1Z","level":"INFO+2","msg":"between levels"}`:                                                       "08:00:00.100 INFO+2 catalog  between levels",
 		// The fake services of these tests log neither time nor level.
 		`{"msg":"serving","service":"catalog"}`: blank + "catalog  serving",
 		// A timestamp it cannot read stays as an attribute.

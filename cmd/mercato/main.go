@@ -129,6 +129,7 @@ Flags:
 	dbPrefix := fs.String("db-prefix", launcher.DefaultDBPrefix, "`prefix` of each service's PostgreSQL database name")
 	adminEmail := fs.String("admin-email", env.String("MERCATO_ADMIN_EMAIL", launcher.DefaultAdminEmail), "administrator's `email`")
 	noSeed := fs.Bool("no-seed", false, "leave an empty catalog empty instead of adding the demo products")
+	logFormat := fs.String("log-format", launcher.LogFormatAuto, "`format` of the log lines: text (readable), json (as the services write them) or auto (text on a terminal, else json)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -152,6 +153,7 @@ Flags:
 		SkipSeed:      *noSeed,
 		Stdout:        stdout,
 		Color:         colorful(stdout),
+		LogFormat:     *logFormat,
 		LogLevel:      level,
 		Env:           os.Environ(),
 	})

@@ -76,11 +76,12 @@ func TestMigrateReportsConfigurationProblems(t *testing.T) {
 }
 
 func TestUpReportsConfigurationProblems(t *testing.T) {
-	code, _, stderr := runArgs("up", "--addr", "8080", "--db-prefix", "Bad-Prefix")
+	code, _, stderr := runArgs("up", "--addr", "8080", "--db-prefix", "Bad-Prefix", "--log-format", "yaml")
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, stderr, "mercato: up is misconfigured:\n")
 	require.Contains(t, stderr, `  - address "8080" is not host:port`)
 	require.Contains(t, stderr, `  - database prefix "Bad-Prefix"`)
+	require.Contains(t, stderr, `  - log format "yaml" must be text, json or auto`)
 
 	code, _, _ = runArgs("up", "--no-such-flag")
 	require.Equal(t, exitUsage, code)

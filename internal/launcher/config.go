@@ -40,6 +40,17 @@ const (
 	DefaultStopTimeout  = 20 * time.Second
 )
 
+// Formats of the log lines `mercato up` prints (Config.LogFormat).
+const (
+	// LogFormatAuto is text when Stdout is a terminal, JSON otherwise.
+	LogFormatAuto = "auto"
+	// LogFormatText turns every JSON line into a line a person reads.
+	LogFormatText = "text"
+	// LogFormatJSON writes every line as its process wrote it, after the
+	// process's prefix: what files, pipes and log collectors get.
+	LogFormatJSON = "json"
+)
+
 // The admin password lengths identity accepts, checked here so a password
 // it would refuse is reported before anything starts.
 const (
@@ -76,8 +87,12 @@ type Config struct {
 	SkipSeed bool
 	// Stdout receives the banner and every process's prefixed log lines.
 	Stdout io.Writer
-	// Color prefixes log lines with ANSI colours.
+	// Color prefixes log lines with ANSI colours, and in the text format
+	// colours levels and failed requests' statuses too.
 	Color bool
+	// LogFormat is LogFormatAuto (the default), LogFormatText or
+	// LogFormatJSON.
+	LogFormat string
 	// LogLevel is the level of the launcher's own log (info by default);
 	// the services read theirs from LOG_LEVEL in Env.
 	LogLevel slog.Leveler
@@ -117,6 +132,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Stdout == nil {
 		c.Stdout = os.Stdout
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = LogFormatAuto
 	}
 	if c.LogLevel == nil {
 		c.LogLevel = slog.LevelInfo
@@ -173,7 +191,42 @@ func (c Config) Validate() error {
 	p.Add(!seen[Identity], "services must include %s", Identity)
 	p.Add(!seen[Gateway], "services must include %s", Gateway)
 	p.Add(c.Stdout == nil, "stdout is not set")
+	p.Add(!slices.Contains([]string{LogFormatAuto, LogFormatText, LogFormatJSON}, c.LogFormat),
+		"log format %q must be text, json or auto", c.LogFormat)
 	p.Add(c.ReadyTimeout <= 0, "ready timeout must be positive")
 	p.Add(c.StopTimeout <= 0, "stop timeout must be positive")
 	return p.Err()
+}
+
+// textFormat is how log lines are rewritten for a person, or nil when they
+// go out as JSON: with LogFormatAuto, when Stdout is a terminal.
+func (c Config) textFormat() *textFormat {
+	if c.LogFormat == LogFormatJSON || c.LogFormat != LogFormatText && !isTerminal(c.Stdout) {
+		return nil
+	}
+	return &textFormat{color: c.Color, keepTraceIDs: tracesExported(c.Env)}
+}
+
+// isTerminal reports whether w is a terminal (a character device), the
+// test `mercato up` also colours by; NO_COLOR and TERM=dumb turn colours
+// off, not the text format.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// tracesExported reports whether env makes the services export traces
+// (observability.SetupTracing), so trace ids in logs can be looked up.
+func tracesExported(env []string) bool {
+	for _, kv := range env {
+		key, value, _ := strings.Cut(kv, "=")
+		if value != "" && (key == "OTEL_EXPORTER_OTLP_ENDPOINT" || key == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+			return true
+		}
+	}
+	return false
 }

@@ -2,8 +2,9 @@
 // one machine with nothing installed but the binary. It starts an embedded
 // NATS JetStream server, then every service as its own OS process on
 // loopback ports (real network boundaries, as in a cluster), streams their
-// logs with a prefix, waits until all are ready, seeds a demo catalog, and
-// on cancellation stops them gracefully, the gateway first.
+// logs (readable lines on a terminal, prefixed JSON elsewhere), waits until
+// all are ready, seeds a demo catalog, and on cancellation stops them
+// gracefully, the gateway first.
 package launcher
 
 import (
@@ -77,7 +78,7 @@ func (l *Launcher) Info() Info { return l.info }
 func (l *Launcher) Run(ctx context.Context) error {
 	start := time.Now()
 	cfg := l.cfg
-	sink := newLogSink(cfg.Stdout, cfg.Color, append([]string{launcherName}, cfg.Services...))
+	sink := newLogSink(cfg.Stdout, cfg.Color, cfg.textFormat(), append([]string{launcherName}, cfg.Services...))
 	logger := observability.NewLogger(sink.writer(launcherName), "launcher", cfg.LogLevel)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
@@ -155,6 +156,9 @@ func (l *Launcher) Run(ctx context.Context) error {
 			}
 		}
 	}
+	if sink.text != nil {
+		sink.waitQuiet(ctx, bannerQuiet, bannerQuietLimit)
+	}
 	sink.print(l.banner())
 	close(l.ready)
 
@@ -168,6 +172,17 @@ func (l *Launcher) Run(ctx context.Context) error {
 		return fmt.Errorf("%s exited unexpectedly (%s)", c.name, c.exitStatus())
 	}
 }
+
+// In text mode the banner waits for a pause in the processes' output:
+// the gateway's access lines of the seeding (one per product, held up to
+// 50 ms by the services' log buffer, logFlushDelay in cmd/mercato) then
+// come out before it instead of pushing it off the screen. The pause is
+// twice that buffer's delay; the limit bounds the wait when the output
+// never pauses.
+const (
+	bannerQuiet      = 100 * time.Millisecond
+	bannerQuietLimit = time.Second
+)
 
 // startServices starts every service and waits until all are ready. The
 // services start together; the gateway starts as soon as they are ready,

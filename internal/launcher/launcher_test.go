@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +43,7 @@ func TestConfigValidate(t *testing.T) {
 	bad.AdminPassword = "short"
 	bad.Executable = filepath.Join(t.TempDir(), "missing")
 	bad.Services = []string{"catalog", "catalog", "Bad_Name"}
+	bad.LogFormat = "yaml"
 	err := bad.Validate()
 	require.Error(t, err)
 	for _, want := range []string{
@@ -55,6 +57,7 @@ func TestConfigValidate(t *testing.T) {
 		`service name "Bad_Name"`,
 		"services must include identity",
 		"services must include gateway",
+		`log format "yaml" must be text, json or auto`,
 	} {
 		require.ErrorContains(t, err, want)
 	}
@@ -67,6 +70,7 @@ func TestWithDefaults(t *testing.T) {
 	require.Equal(t, DefaultServices, cfg.Services)
 	require.Equal(t, DefaultAdminEmail, cfg.AdminEmail)
 	require.Equal(t, DefaultDBPrefix, cfg.DBPrefix)
+	require.Equal(t, LogFormatAuto, cfg.LogFormat)
 	require.NotEmpty(t, cfg.Executable)
 }
 
@@ -249,7 +253,7 @@ func (r *writeRecorder) Write(p []byte) (int, error) {
 func TestLineWriterNeverInterleavesLines(t *testing.T) {
 	rec := &writeRecorder{}
 	names := []string{"identity", "catalog", "gateway"}
-	sink := newLogSink(rec, false, names)
+	sink := newLogSink(rec, false, nil, names)
 
 	const linesPerWriter = 200
 	var wg sync.WaitGroup
@@ -300,7 +304,7 @@ func TestLineWriterNeverInterleavesLines(t *testing.T) {
 
 func TestLineWriterWritesAChunkOfLinesAtOnce(t *testing.T) {
 	rec := &writeRecorder{}
-	sink := newLogSink(rec, false, []string{"gateway"})
+	sink := newLogSink(rec, false, nil, []string{"gateway"})
 	w := sink.writer("gateway")
 	_, _ = w.Write([]byte("one\ntwo\nthree\nfour, cut"))
 	_, _ = w.Write([]byte(" here\n"))
@@ -309,7 +313,7 @@ func TestLineWriterWritesAChunkOfLinesAtOnce(t *testing.T) {
 
 func TestLineWriterFlushAndLongLines(t *testing.T) {
 	rec := &writeRecorder{}
-	sink := newLogSink(rec, false, []string{"catalog"})
+	sink := newLogSink(rec, false, nil, []string{"catalog"})
 	w := sink.writer("catalog")
 
 	_, _ = w.Write([]byte("windows line\r\nno newline yet"))
@@ -327,13 +331,91 @@ func TestLineWriterFlushAndLongLines(t *testing.T) {
 
 func TestLineWriterColours(t *testing.T) {
 	var out bytes.Buffer
-	sink := newLogSink(&out, true, []string{"identity", "catalog"})
+	sink := newLogSink(&out, true, nil, []string{"identity", "catalog"})
 	a, b := sink.writer("identity"), sink.writer("catalog")
 	_, _ = a.Write([]byte("one\n"))
 	_, _ = b.Write([]byte("two\n"))
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	require.Equal(t, "\x1b[36midentity |\x1b[0m one", lines[0])
 	require.Equal(t, "\x1b[35mcatalog  |\x1b[0m two", lines[1])
+}
+
+func TestLineWriterTextFormat(t *testing.T) {
+	rec := &writeRecorder{}
+	sink := newLogSink(rec, false, &textFormat{}, []string{"mercato", "identity", "catalog"})
+	w := sink.writer("catalog")
+	_, _ = w.Write([]byte(`{"time":"2026-11-21T12:00:01.234Z","level":"INFO","msg":"one"}` + "\n" + `{"msg":"two",`))
+	_, _ = w.Write([]byte(`"k":"v"}` + "\nnot json\n" + `{"msg":"no newline"}`))
+	w.sibling().Flush() // another stream's buffer: nothing to flush
+	w.Flush()
+	require.Equal(t, []string{
+		"12:00:01.234 INFO  catalog  one\n",
+		blank + "catalog  two k=v\n" + blank + "catalog  not json\n",
+		blank + "catalog  no newline\n",
+	}, rec.writes)
+
+	coloured := newLogSink(rec, true, &textFormat{color: true}, []string{"identity", "catalog"})
+	rec.writes = nil
+	_, _ = coloured.writer("identity").Write([]byte("{\"msg\":\"m\"}\n"))
+	_, _ = coloured.writer("catalog").Write([]byte("{\"msg\":\"m\"}\n"))
+	require.Equal(t, []string{blank + "\x1b[36midentity\x1b[0m m\n", blank + "\x1b[35mcatalog \x1b[0m m\n"}, rec.writes,
+		"names keep the palette, without the bar")
+}
+
+// The banner is one Write under the sink's lock, so lines written at the
+// same time come before or after it, never inside.
+func TestBannerIsNeverBrokenByLines(t *testing.T) {
+	for _, text := range []*textFormat{nil, {}} {
+		rec := &writeRecorder{}
+		names := []string{"identity", "catalog", "gateway"}
+		sink := newLogSink(rec, false, text, names)
+		const banner = "\n  mercato is up (ready in 1s)\n\n    API       http://127.0.0.1:8080\n\n  Ctrl-C to stop.\n\n"
+		var wg sync.WaitGroup
+		for _, name := range names {
+			w := sink.writer(name)
+			wg.Go(func() {
+				for i := range 300 {
+					_, _ = fmt.Fprintf(w, `{"msg":"request served","seq":%d}`+"\n", i)
+				}
+			})
+		}
+		wg.Go(func() { sink.print(banner) })
+		wg.Wait()
+
+		require.Contains(t, rec.writes, banner, "the banner is written in one piece")
+		var all strings.Builder
+		for _, w := range rec.writes {
+			all.WriteString(w)
+		}
+		require.Contains(t, all.String(), banner)
+		require.Equal(t, 300*len(names), strings.Count(all.String(), `"seq":`)+strings.Count(all.String(), " seq="))
+	}
+}
+
+func TestLogSinkWaitQuiet(t *testing.T) {
+	sink := newLogSink(io.Discard, false, &textFormat{}, []string{"gateway"})
+	began := time.Now()
+	sink.waitQuiet(t.Context(), time.Hour, time.Hour)
+	require.Less(t, time.Since(began), time.Minute, "nothing written yet: quiet already")
+
+	w := sink.writer("gateway")
+	_, _ = w.Write([]byte("line\n"))
+	written := time.Now()
+	sink.waitQuiet(t.Context(), 50*time.Millisecond, time.Hour)
+	require.GreaterOrEqual(t, time.Since(written), 50*time.Millisecond, "returns only after the quiet period")
+	require.Less(t, time.Since(written), time.Minute)
+
+	_, _ = w.Write([]byte("line\n"))
+	began = time.Now()
+	sink.waitQuiet(t.Context(), time.Hour, 50*time.Millisecond)
+	require.GreaterOrEqual(t, time.Since(began), 50*time.Millisecond, "output that never pauses: waits the limit")
+	require.Less(t, time.Since(began), time.Minute)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	began = time.Now()
+	sink.waitQuiet(ctx, time.Hour, time.Hour)
+	require.Less(t, time.Since(began), time.Minute, "returns when the launcher stops")
 }
 
 func TestResolveAdminPassword(t *testing.T) {
@@ -564,6 +646,52 @@ func TestRunStartsSeedsAndStops(t *testing.T) {
 	for _, svc := range []string{"identity", "catalog"} {
 		i := strings.Index(out, svc+strings.Repeat(" ", 8-len(svc))+` | {"msg":"stopping"}`)
 		require.Greater(t, i, gatewayStop, "%s must stop after the gateway:\n%s", svc, out)
+	}
+}
+
+// In text mode every line is readable: no JSON left, the launcher's own
+// lines included; in JSON mode every line is the prefix and the line as
+// the process wrote it. The banner comes out whole in both.
+func TestRunLogFormats(t *testing.T) {
+	name := `(mercato |identity|catalog |gateway )`
+	for format, lineRE := range map[string]*regexp.Regexp{
+		LogFormatJSON: regexp.MustCompile(`^` + name + ` \| (\{.*\})$`),
+		LogFormatText: regexp.MustCompile(`^(\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO |WARN |ERROR) | {19})` + name + ` [^ {]`),
+	} {
+		t.Run(format, func(t *testing.T) {
+			cfg := fakeConfig(t, t.TempDir(), &syncBuffer{}, nil)
+			cfg.LogFormat = format
+			r := launch(t, cfg)
+			r.waitReady(t)
+			banner := r.l.banner()
+			r.stop()
+			require.NoError(t, r.wait(t))
+
+			out := r.out.String()
+			require.Equal(t, 1, strings.Count(out, banner), "the banner, whole, once:\n%s", out)
+			before, after, _ := strings.Cut(out, banner)
+			lines := strings.Split(strings.TrimSuffix(before+after, "\n"), "\n")
+			require.Greater(t, len(lines), 10)
+			for _, line := range lines {
+				m := lineRE.FindStringSubmatch(line)
+				require.NotNil(t, m, "%s line %q", format, line)
+				if format == LogFormatJSON {
+					require.True(t, json.Valid([]byte(m[2])), "line %q", line)
+				}
+			}
+			switch format {
+			case LogFormatJSON:
+				require.Contains(t, lines, `catalog  | {"msg":"serving","service":"catalog"}`)
+				require.Contains(t, lines, `gateway  | {"msg":"stopping","upstreams_up_while_draining":true}`)
+				require.Contains(t, out, `"level":"INFO","msg":"service ready","service":"launcher","name":"catalog"}`+"\n")
+			case LogFormatText:
+				require.NotContains(t, out, `{"`)
+				require.Contains(t, lines, strings.Repeat(" ", 19)+"catalog  serving")
+				require.Contains(t, lines, strings.Repeat(" ", 19)+"gateway  stopping upstreams_up_while_draining=true")
+				require.Regexp(t, `(?m)^\d\d:\d\d:\d\d\.\d{3} INFO  mercato  service ready name=catalog$`, out)
+				require.Regexp(t, `(?m)^\d\d:\d\d:\d\d\.\d{3} INFO  mercato  service stopped name=gateway status="exit status 0" took=\d+ms$`, out)
+			}
+		})
 	}
 }
 

@@ -121,7 +121,7 @@ func startChild(sp *spawner, exe, name string, env []string, sink *logSink, exit
 	cmd.Env = env
 	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
 	c.stdout = sink.writer(name)
-	c.stderr = &lineWriter{sink: sink, prefix: c.stdout.prefix}
+	c.stderr = c.stdout.sibling()
 	cmd.Stdout = c.stdout
 	cmd.Stderr = c.stderr
 	cmd.SysProcAttr = sysProcAttr()

@@ -161,7 +161,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	}
 
 	var (
-		store       app.Store = adapters.NewCartSQLRepository(d)
+		repo        app.CartRepository = adapters.NewCartSQLRepository(d)
 		redisClient *redis.Client
 	)
 	if cfg.RedisURL != "" {
@@ -171,11 +171,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 		}
 		redisClient = redis.NewClient(opts)
 		closers = append(closers, func() { _ = redisClient.Close() })
-		redisStore := adapters.NewCartRedisRepository(redisClient, "")
-		if err := redisStore.Ping(ctx); err != nil {
+		redisRepo := adapters.NewCartRedisRepository(redisClient, "")
+		if err := redisRepo.Ping(ctx); err != nil {
 			return nil, err
 		}
-		store = redisStore
+		repo = redisRepo
 	}
 
 	nc, js, err := events.Connect(ctx, cfg.NATSURL, Name, cfg.StreamReplicas)
@@ -190,7 +190,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 		return nil, err
 	}
 	closers = append(closers, func() { _ = catalogConn.Close() })
-	cart := app.NewCart(store, adapters.NewCatalogGRPCClient(catalogConn))
+	cart := app.NewCart(repo, adapters.NewCatalogGRPCClient(catalogConn))
 
 	consumer, err := events.NewConsumer(d, js, logger, ports.OrderConfirmedConsumerConfig(0),
 		ports.OrderConfirmedHandler(cart), events.WithConsumerMetrics(reg))

@@ -184,7 +184,7 @@ type Service struct {
 	srv      *server.Server
 	relay    *events.Relay
 	keys     *app.KeyRing
-	sessions *adapters.SessionRepository
+	sessions *adapters.SessionSQLRepository
 }
 
 // New opens and migrates the database, connects to NATS, makes sure a
@@ -218,8 +218,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, er
 
 	reg := observability.NewRegistry()
 	outbox := events.NewOutbox(d)
-	sessions := adapters.NewSessionRepository(d)
-	keys := app.NewKeyRing(adapters.NewSigningKeyRepository(d), domain.KeyPolicy{
+	sessions := adapters.NewSessionSQLRepository(d)
+	keys := app.NewKeyRing(adapters.NewSigningKeySQLRepository(d), domain.KeyPolicy{
 		RotationInterval: cfg.KeyRotationInterval,
 		PublishLead:      cfg.KeyPublishLead,
 		TokenLifetime:    cfg.AccessTokenTTL + tokenLeeway,
@@ -232,7 +232,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, er
 		Issuer: auth.DefaultIssuer, Audience: auth.DefaultAudience,
 		ServiceSecret: cfg.ServiceSecret,
 	}, app.Deps{
-		Users:    adapters.NewUserRepository(d, outbox),
+		Users:    adapters.NewUserSQLRepository(d, outbox),
 		Sessions: sessions,
 		Hasher:   adapters.NewArgon2Hasher(adapters.DefaultArgon2Params, cfg.MaxConcurrentHashes),
 		Keys:     keys,

@@ -149,7 +149,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	}
 
 	var (
-		store       app.Store = adapters.NewCartSQLRepository(d)
+		repo        app.CartRepository = adapters.NewCartSQLRepository(d)
 		redisClient *redis.Client
 	)
 	if cfg.RedisURL != "" {
@@ -159,11 +159,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 		}
 		redisClient = redis.NewClient(opts)
 		s.closers.Add(redisClient.Close)
-		redisStore := adapters.NewCartRedisRepository(redisClient, "")
-		if err := redisStore.Ping(ctx); err != nil {
+		redisRepo := adapters.NewCartRedisRepository(redisClient, "")
+		if err := redisRepo.Ping(ctx); err != nil {
 			return nil, err
 		}
-		store = redisStore
+		repo = redisRepo
 	}
 
 	nc, js, err := events.Connect(ctx, cfg.Events, Name)
@@ -178,7 +178,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 		return nil, err
 	}
 	s.closers.Add(catalogConn.Close)
-	cart := app.NewCart(store, adapters.NewCatalogGRPCClient(catalogConn))
+	cart := app.NewCart(repo, adapters.NewCatalogGRPCClient(catalogConn))
 
 	s.consumer, err = events.NewConsumer(d, js, logger, ports.OrderConfirmedConsumerConfig(0),
 		ports.OrderConfirmedHandler(cart), events.WithConsumerMetrics(reg))

@@ -234,8 +234,8 @@ func TestAPIDocMatchesTheGateway(t *testing.T) {
 		return nil, server.Status(auth.ErrForbidden).Err()
 	})
 	tg := startGateway(t, func(c *Config) {
-		for name := range c.Upstreams {
-			c.Upstreams[name] = up.addr
+		for i := range c.Upstreams {
+			c.Upstreams[i].Target = up.addr
 		}
 	})
 

@@ -185,7 +185,7 @@ type Service struct {
 	server   *server.Server
 	relay    *events.Relay
 	keys     *app.KeyRing
-	sessions *adapters.SessionRepository
+	sessions *adapters.SessionSQLRepository
 	closers  server.Closers
 }
 
@@ -217,8 +217,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	reg := observability.NewRegistry()
 	outbox := events.NewOutbox(d, events.PublishesTo(Streams...))
 	s.relay = events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
-	sessions := adapters.NewSessionRepository(d)
-	keys := app.NewKeyRing(adapters.NewSigningKeyRepository(d), domain.KeyPolicy{
+	sessions := adapters.NewSessionSQLRepository(d)
+	keys := app.NewKeyRing(adapters.NewSigningKeySQLRepository(d), domain.KeyPolicy{
 		RotationInterval: cfg.KeyRotationInterval,
 		PublishLead:      cfg.KeyPublishLead,
 		TokenLifetime:    cfg.AccessTokenTTL + tokenLeeway,
@@ -231,7 +231,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 		Issuer: auth.DefaultIssuer, Audience: auth.DefaultAudience,
 		ServiceSecret: cfg.ServiceSecret,
 	}, app.Deps{
-		Users:    adapters.NewUserRepository(d, outbox),
+		Users:    adapters.NewUserSQLRepository(d, outbox),
 		Sessions: sessions,
 		Hasher:   adapters.NewArgon2Hasher(adapters.DefaultArgon2Params, cfg.MaxConcurrentHashes),
 		Keys:     keys,

@@ -170,7 +170,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if err != nil {
 		return nil, fmt.Errorf("register inventory metrics: %w", err)
 	}
-	inv := app.NewInventory(adapters.NewInventorySQLRepository(d), cfg.ReservationTTL, metrics)
+	inv := app.NewInventory(adapters.NewStockSQLRepository(d), cfg.ReservationTTL, metrics)
 
 	verifier, _ := cfg.Keys.NewVerifier()
 	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))

@@ -258,11 +258,11 @@ func testService(t *testing.T, dbURL string) {
 		code, body := get(t, base+"/metrics")
 		require.Equal(t, http.StatusOK, code)
 		for _, want := range []string{
-			`payments_provider_calls_total{operation="authorize",outcome="approved"}`,
-			`payments_provider_calls_total{operation="authorize",outcome="unavailable"} 1`,
-			`payments_provider_calls_total{operation="authorize",outcome="rejected"} 1`,
-			`payments_provider_calls_total{operation="capture",outcome="ok"} 1`,
-			`payments_status_transitions_total{from="authorized",to="captured"} 1`,
+			`mercato_payments_provider_calls_total{operation="authorize",outcome="approved"}`,
+			`mercato_payments_provider_calls_total{operation="authorize",outcome="unavailable"} 1`,
+			`mercato_payments_provider_calls_total{operation="authorize",outcome="rejected"} 1`,
+			`mercato_payments_provider_calls_total{operation="capture",outcome="ok"} 1`,
+			`mercato_payments_status_transitions_total{from="authorized",to="captured"} 1`,
 		} {
 			require.Contains(t, body, want)
 		}

@@ -14,12 +14,13 @@ import (
 	"github.com/mercato-dev/mercato/internal/cart/domain"
 )
 
-// ProcessedEventTTL is how long the Redis store remembers that it applied
+// ProcessedEventTTL is how long the Redis repository remembers that it applied
 // an order.confirmed event: longer than the ORDERS stream keeps messages
 // (7 days), so no redelivery can outlive its marker.
 const ProcessedEventTTL = 8 * 24 * time.Hour
 
-// CartRedisRepository is the app.Store on Redis. A cart is two keys:
+// CartRedisRepository is the app.CartRepository on Redis. A cart is two
+// keys:
 //
 //	<prefix>cart:{<user_id>}        hash   product_id → quantity
 //	<prefix>cart:{<user_id>}:order  zset   product_id scored by position
@@ -44,9 +45,9 @@ type CartRedisRepository struct {
 	prefix string
 }
 
-var _ app.Store = (*CartRedisRepository)(nil)
+var _ app.CartRepository = (*CartRedisRepository)(nil)
 
-// NewCartRedisRepository returns the store over client, its keys starting
+// NewCartRedisRepository returns the repository over client, its keys starting
 // with prefix ("" in production; tests use a unique one).
 func NewCartRedisRepository(client redis.UniversalClient, prefix string) *CartRedisRepository {
 	return &CartRedisRepository{client: client, prefix: prefix}
@@ -64,7 +65,7 @@ func (r *CartRedisRepository) eventKey(userID, eventID string) string {
 	return r.itemsKey(userID) + ":event:" + eventID
 }
 
-// Items implements app.Store.
+// Items implements app.CartRepository.
 func (r *CartRedisRepository) Items(ctx context.Context, userID string) ([]domain.Item, error) {
 	var (
 		order      *redis.StringSliceCmd
@@ -116,7 +117,7 @@ redis.call('ZADD', KEYS[2], position, ARGV[1])
 return 1
 `)
 
-// SetQuantity implements app.Store.
+// SetQuantity implements app.CartRepository.
 func (r *CartRedisRepository) SetQuantity(ctx context.Context, userID, productID string, quantity int) error {
 	set, err := setQuantityScript.Run(ctx, r.client,
 		[]string{r.itemsKey(userID), r.orderKey(userID)},
@@ -130,7 +131,7 @@ func (r *CartRedisRepository) SetQuantity(ctx context.Context, userID, productID
 	return nil
 }
 
-// Remove implements app.Store.
+// Remove implements app.CartRepository.
 func (r *CartRedisRepository) Remove(ctx context.Context, userID, productID string) error {
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HDel(ctx, r.itemsKey(userID), productID)
@@ -143,7 +144,7 @@ func (r *CartRedisRepository) Remove(ctx context.Context, userID, productID stri
 	return nil
 }
 
-// Clear implements app.Store.
+// Clear implements app.CartRepository.
 func (r *CartRedisRepository) Clear(ctx context.Context, userID string) error {
 	if err := r.client.Del(ctx, r.itemsKey(userID), r.orderKey(userID)).Err(); err != nil {
 		return fmt.Errorf("clear cart in redis: %w", err)
@@ -176,8 +177,8 @@ end
 return 1
 `)
 
-// RemoveOrdered implements app.Store. tx is not used: see the type's
-// comment for how an event is applied at most once.
+// RemoveOrdered implements app.CartRepository. tx is not used: see the
+// type's comment for how an event is applied at most once.
 func (r *CartRedisRepository) RemoveOrdered(ctx context.Context, _ *sql.Tx, eventID, userID string, ordered []domain.Item) error {
 	if eventID == "" {
 		return errors.New("remove ordered items: empty event id")

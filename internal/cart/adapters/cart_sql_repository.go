@@ -1,5 +1,5 @@
-// Package adapters implements the cart's stores (one SQL repository for
-// SQLite and PostgreSQL, and Redis) and its catalog client.
+// Package adapters implements the cart's repositories (one SQL repository
+// for SQLite and PostgreSQL, and one on Redis) and its catalog client.
 package adapters
 
 import (
@@ -12,7 +12,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db"
 )
 
-// CartSQLRepository is the app.Store on SQLite or PostgreSQL.
+// CartSQLRepository is the app.CartRepository on SQLite or PostgreSQL.
 //
 // Every write to a cart first bumps its row in carts (an upsert), which
 // takes that row's lock on PostgreSQL and the database's write lock on
@@ -24,7 +24,7 @@ type CartSQLRepository struct {
 	db *db.DB
 }
 
-var _ app.Store = (*CartSQLRepository)(nil)
+var _ app.CartRepository = (*CartSQLRepository)(nil)
 
 // NewCartSQLRepository returns the repository over d, whose schema the
 // cart's migrations created.
@@ -32,7 +32,7 @@ func NewCartSQLRepository(d *db.DB) *CartSQLRepository {
 	return &CartSQLRepository{db: d}
 }
 
-// Items implements app.Store.
+// Items implements app.CartRepository.
 func (r *CartSQLRepository) Items(ctx context.Context, userID string) ([]domain.Item, error) {
 	rows, err := r.db.QueryContext(ctx,
 		`SELECT product_id, quantity FROM cart_items WHERE user_id = $1 ORDER BY position`, userID)
@@ -54,7 +54,7 @@ func (r *CartSQLRepository) Items(ctx context.Context, userID string) ([]domain.
 	return items, nil
 }
 
-// SetQuantity implements app.Store.
+// SetQuantity implements app.CartRepository.
 func (r *CartSQLRepository) SetQuantity(ctx context.Context, userID, productID string, quantity int) error {
 	return r.db.InTx(ctx, func(tx *sql.Tx) error {
 		var position int64
@@ -90,7 +90,7 @@ func (r *CartSQLRepository) SetQuantity(ctx context.Context, userID, productID s
 	})
 }
 
-// Remove implements app.Store.
+// Remove implements app.CartRepository.
 func (r *CartSQLRepository) Remove(ctx context.Context, userID, productID string) error {
 	if _, err := r.db.ExecContext(ctx,
 		`DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2`, userID, productID); err != nil {
@@ -99,7 +99,7 @@ func (r *CartSQLRepository) Remove(ctx context.Context, userID, productID string
 	return nil
 }
 
-// Clear implements app.Store.
+// Clear implements app.CartRepository.
 func (r *CartSQLRepository) Clear(ctx context.Context, userID string) error {
 	return r.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM cart_items WHERE user_id = $1`, userID); err != nil {
@@ -112,7 +112,7 @@ func (r *CartSQLRepository) Clear(ctx context.Context, userID string) error {
 	})
 }
 
-// RemoveOrdered implements app.Store. The change is made in tx, the
+// RemoveOrdered implements app.CartRepository. The change is made in tx, the
 // consumer's transaction that also records eventID as processed, so it
 // commits exactly once per event; eventID itself is not needed here.
 func (r *CartSQLRepository) RemoveOrdered(ctx context.Context, tx *sql.Tx, _, userID string, ordered []domain.Item) error {

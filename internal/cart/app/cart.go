@@ -12,9 +12,9 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 )
 
-// Store keeps one cart per user. Implementations are safe for concurrent
-// use and every method is atomic.
-type Store interface {
+// CartRepository keeps one cart per user. Implementations are safe for
+// concurrent use and every method is atomic.
+type CartRepository interface {
 	// Items returns userID's cart in the order its products were first
 	// added (changing a quantity keeps the position); empty, not an error,
 	// for a user who never used the cart.
@@ -34,7 +34,7 @@ type Store interface {
 	// effect of event eventID: each line's quantity drops by the ordered
 	// quantity, and a line that reaches 0 (or whose ordered quantity is
 	// unknown, 0) goes. tx is the transaction in which the event consumer
-	// records eventID as processed; a store that keeps carts elsewhere
+	// records eventID as processed; a repository that keeps carts elsewhere
 	// must make the effect happen at most once per eventID itself.
 	RemoveOrdered(ctx context.Context, tx *sql.Tx, eventID, userID string, ordered []domain.Item) error
 }
@@ -48,13 +48,13 @@ type Catalog interface {
 
 // Cart runs the cart's use cases. It is safe for concurrent use.
 type Cart struct {
-	store   Store
+	repo    CartRepository
 	catalog Catalog
 }
 
-// NewCart returns the use cases over store, checking products in catalog.
-func NewCart(store Store, catalog Catalog) *Cart {
-	return &Cart{store: store, catalog: catalog}
+// NewCart returns the use cases over repo, checking products in catalog.
+func NewCart(repo CartRepository, catalog Catalog) *Cart {
+	return &Cart{repo: repo, catalog: catalog}
 }
 
 // GetCart returns the caller's cart, oldest line first.
@@ -63,7 +63,7 @@ func (c *Cart) GetCart(ctx context.Context) ([]domain.Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	items, err := c.store.Items(ctx, p.UserID)
+	items, err := c.repo.Items(ctx, p.UserID)
 	if err != nil {
 		return nil, fmt.Errorf("get cart: %w", err)
 	}
@@ -86,7 +86,7 @@ func (c *Cart) SetItem(ctx context.Context, productID string, quantity int) ([]d
 		return nil, err
 	}
 	if set.Removes() {
-		if err := c.store.Remove(ctx, p.UserID, set.ProductID); err != nil {
+		if err := c.repo.Remove(ctx, p.UserID, set.ProductID); err != nil {
 			return nil, fmt.Errorf("remove cart item: %w", err)
 		}
 		return c.GetCart(ctx)
@@ -98,7 +98,7 @@ func (c *Cart) SetItem(ctx context.Context, productID string, quantity int) ([]d
 	if !exists {
 		return nil, domain.ErrProductNotFound
 	}
-	if err := c.store.SetQuantity(ctx, p.UserID, set.ProductID, set.Quantity); err != nil {
+	if err := c.repo.SetQuantity(ctx, p.UserID, set.ProductID, set.Quantity); err != nil {
 		return nil, fmt.Errorf("set cart item: %w", err)
 	}
 	return c.GetCart(ctx)
@@ -110,7 +110,7 @@ func (c *Cart) ClearCart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.store.Clear(ctx, p.UserID); err != nil {
+	if err := c.repo.Clear(ctx, p.UserID); err != nil {
 		return fmt.Errorf("clear cart: %w", err)
 	}
 	return nil
@@ -139,7 +139,7 @@ func (c *Cart) RemoveOrdered(ctx context.Context, tx *sql.Tx, o OrderConfirmed) 
 	if len(ordered) == 0 {
 		return nil
 	}
-	if err := c.store.RemoveOrdered(ctx, tx, o.EventID, o.UserID, ordered); err != nil {
+	if err := c.repo.RemoveOrdered(ctx, tx, o.EventID, o.UserID, ordered); err != nil {
 		return fmt.Errorf("remove ordered items: %w", err)
 	}
 	return nil

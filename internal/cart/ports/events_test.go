@@ -39,32 +39,32 @@ type anyProduct struct{}
 
 func (anyProduct) ProductExists(context.Context, string) (bool, error) { return true, nil }
 
-// harness is the order.confirmed consumer over one store, fed through an
-// embedded JetStream.
+// harness is the order.confirmed consumer over one repository, fed through
+// an embedded JetStream.
 type harness struct {
-	store app.Store
-	js    jetstream.JetStream
-	reg   *prometheus.Registry
+	repo app.CartRepository
+	js   jetstream.JetStream
+	reg  *prometheus.Registry
 }
 
-type storeSetup struct {
+type repoSetup struct {
 	name string
-	// open returns the store and the database holding processed_events.
-	open func(t *testing.T) (app.Store, *db.DB)
+	// open returns the repository and the database holding processed_events.
+	open func(t *testing.T) (app.CartRepository, *db.DB)
 }
 
-func storeSetups() []storeSetup {
-	sqlStore := func(url func(testing.TB) string) func(t *testing.T) (app.Store, *db.DB) {
-		return func(t *testing.T) (app.Store, *db.DB) {
+func repoSetups() []repoSetup {
+	sqlRepo := func(url func(testing.TB) string) func(t *testing.T) (app.CartRepository, *db.DB) {
+		return func(t *testing.T) (app.CartRepository, *db.DB) {
 			d := dbtest.Open(t, url(t))
 			require.NoError(t, cart.MigrateDB(t.Context(), d))
 			return adapters.NewCartSQLRepository(d), d
 		}
 	}
-	return []storeSetup{
-		{"sqlite", sqlStore(dbtest.SQLiteURL)},
-		{"postgres", sqlStore(dbtest.PostgresURL)},
-		{"redis", func(t *testing.T) (app.Store, *db.DB) {
+	return []repoSetup{
+		{"sqlite", sqlRepo(dbtest.SQLiteURL)},
+		{"postgres", sqlRepo(dbtest.PostgresURL)},
+		{"redis", func(t *testing.T) (app.CartRepository, *db.DB) {
 			d := dbtest.Open(t, dbtest.SQLiteURL(t))
 			require.NoError(t, cart.MigrateDB(t.Context(), d))
 			return adapters.NewCartRedisRepository(redisClient(t), redisPrefix(t)), d
@@ -75,14 +75,14 @@ func storeSetups() []storeSetup {
 // wrapHandler lets a test interfere with the real handler.
 type wrapHandler func(real events.Handler) events.Handler
 
-func newHarness(t *testing.T, setup storeSetup, wrap wrapHandler) *harness {
+func newHarness(t *testing.T, setup repoSetup, wrap wrapHandler) *harness {
 	t.Helper()
-	store, d := setup.open(t)
+	repo, d := setup.open(t)
 	_, js := natstest.Connect(t, natstest.Start(t))
 	// The orders service owns the stream the consumer reads.
 	require.NoError(t, events.EnsureStreams(t.Context(), js, 1, []events.Stream{{Name: "ORDERS", Domain: "order"}}))
 
-	handler := ports.OrderConfirmedHandler(app.NewCart(store, anyProduct{}))
+	handler := ports.OrderConfirmedHandler(app.NewCart(repo, anyProduct{}))
 	if wrap != nil {
 		handler = wrap(handler)
 	}
@@ -98,7 +98,7 @@ func newHarness(t *testing.T, setup storeSetup, wrap wrapHandler) *harness {
 		cancel()
 		require.NoError(t, <-done)
 	})
-	return &harness{store: store, js: js, reg: reg}
+	return &harness{repo: repo, js: js, reg: reg}
 }
 
 type orderedItem struct {
@@ -145,7 +145,7 @@ func (h *harness) waitHandled(t *testing.T, outcome string, n float64) {
 
 func (h *harness) items(t *testing.T, userID string) []domain.Item {
 	t.Helper()
-	got, err := h.store.Items(t.Context(), userID)
+	got, err := h.repo.Items(t.Context(), userID)
 	require.NoError(t, err)
 	return got
 }
@@ -184,7 +184,7 @@ func newProducts(n int) []string {
 }
 
 func TestOrderConfirmed(t *testing.T) {
-	for _, setup := range storeSetups() {
+	for _, setup := range repoSetups() {
 		t.Run(setup.name, func(t *testing.T) {
 			t.Run("consumed twice removes once", func(t *testing.T) { testConsumedTwice(t, setup) })
 			t.Run("a lost commit does not remove twice", func(t *testing.T) { testLostCommit(t, setup) })
@@ -193,13 +193,13 @@ func TestOrderConfirmed(t *testing.T) {
 	}
 }
 
-func testConsumedTwice(t *testing.T, setup storeSetup) {
+func testConsumedTwice(t *testing.T, setup repoSetup) {
 	h := newHarness(t, setup, nil)
 	buyer, other := uuid.NewString(), uuid.NewString()
 	p := newProducts(2)
 	for _, user := range []string{buyer, other} {
-		require.NoError(t, h.store.SetQuantity(t.Context(), user, p[0], 2))
-		require.NoError(t, h.store.SetQuantity(t.Context(), user, p[1], 1))
+		require.NoError(t, h.repo.SetQuantity(t.Context(), user, p[0], 2))
+		require.NoError(t, h.repo.SetQuantity(t.Context(), user, p[1], 1))
 	}
 
 	event := uuid.NewString()
@@ -209,7 +209,7 @@ func testConsumedTwice(t *testing.T, setup storeSetup) {
 	require.Equal(t, []domain.Item{item(p[0], 2), item(p[1], 1)}, h.items(t, other), "only the buyer's cart changes")
 
 	// The buyer puts the product back; a late duplicate must not take it out.
-	require.NoError(t, h.store.SetQuantity(t.Context(), buyer, p[0], 2))
+	require.NoError(t, h.repo.SetQuantity(t.Context(), buyer, p[0], 2))
 	h.publish(t, event, buyer, orderedItem{p[0], 2})
 	h.waitHandled(t, events.OutcomeDuplicate, 1)
 	require.Equal(t, []domain.Item{item(p[1], 1), item(p[0], 2)}, h.items(t, buyer))
@@ -218,12 +218,12 @@ func testConsumedTwice(t *testing.T, setup storeSetup) {
 // testOnlyCartOrders: an order that listed its items itself ("buy now")
 // was not an order of the cart, which keeps what it holds; one that
 // checked out the cart takes what was bought out of it.
-func testOnlyCartOrders(t *testing.T, setup storeSetup) {
+func testOnlyCartOrders(t *testing.T, setup repoSetup) {
 	h := newHarness(t, setup, nil)
 	buyer := uuid.NewString()
 	p := newProducts(2)
-	require.NoError(t, h.store.SetQuantity(t.Context(), buyer, p[0], 2))
-	require.NoError(t, h.store.SetQuantity(t.Context(), buyer, p[1], 1))
+	require.NoError(t, h.repo.SetQuantity(t.Context(), buyer, p[0], 2))
+	require.NoError(t, h.repo.SetQuantity(t.Context(), buyer, p[1], 1))
 	inCart := []domain.Item{item(p[0], 2), item(p[1], 1)}
 
 	bought := []orderedItem{{p[0], 2}, {p[1], 1}}
@@ -237,10 +237,10 @@ func testOnlyCartOrders(t *testing.T, setup storeSetup) {
 	require.Equal(t, []domain.Item{item(p[1], 1)}, h.items(t, buyer), "an order of the cart takes what it bought out")
 }
 
-// testLostCommit fails the consumer's transaction after the store changed
-// the cart, as a crash or a lost connection at commit would: the
+// testLostCommit fails the consumer's transaction after the repository
+// changed the cart, as a crash or a lost connection at commit would: the
 // redelivery must not take the quantities out again.
-func testLostCommit(t *testing.T, setup storeSetup) {
+func testLostCommit(t *testing.T, setup repoSetup) {
 	var calls atomic.Int32
 	h := newHarness(t, setup, func(real events.Handler) events.Handler {
 		return func(ctx context.Context, tx *sql.Tx, msg events.Message) error {
@@ -256,7 +256,7 @@ func testLostCommit(t *testing.T, setup storeSetup) {
 	})
 	buyer := uuid.NewString()
 	p := newProducts(1)
-	require.NoError(t, h.store.SetQuantity(t.Context(), buyer, p[0], 5))
+	require.NoError(t, h.repo.SetQuantity(t.Context(), buyer, p[0], 5))
 
 	h.publish(t, uuid.NewString(), buyer, orderedItem{p[0], 2})
 	h.waitHandled(t, events.OutcomeOK, 1)
@@ -265,7 +265,7 @@ func testLostCommit(t *testing.T, setup storeSetup) {
 }
 
 func TestUnreadableOrderConfirmedIsDeadLettered(t *testing.T) {
-	h := newHarness(t, storeSetups()[0], nil)
+	h := newHarness(t, repoSetups()[0], nil)
 	h.publishRaw(t, uuid.NewString(), []byte(`{"order_id": 1`))
 	h.publishRaw(t, uuid.NewString(), []byte(`{"order_id": "o-1", "items": []}`))
 	h.waitHandled(t, events.OutcomeDeadLetter, 2)

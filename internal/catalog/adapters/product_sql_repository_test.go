@@ -20,8 +20,8 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/events"
 )
 
-// TestProductRepository runs one suite against every engine.
-func TestProductRepository(t *testing.T) {
+// TestProductSQLRepository runs one suite against every engine.
+func TestProductSQLRepository(t *testing.T) {
 	for _, engine := range dbtest.Engines(t) {
 		t.Run(engine.Name, func(t *testing.T) {
 			t.Run("create and get", func(t *testing.T) { testCreateGet(t, newFixture(t, engine.URL)) })

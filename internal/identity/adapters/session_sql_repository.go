@@ -11,19 +11,19 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db"
 )
 
-// SessionRepository stores refresh-token families. It is safe for
+// SessionSQLRepository stores refresh-token families. It is safe for
 // concurrent use, and its operations are safe against each other across
 // processes: every decision about a family is made under that family's row
 // lock (PostgreSQL) or the database write lock (SQLite).
-type SessionRepository struct {
+type SessionSQLRepository struct {
 	db *db.DB
 }
 
-// NewSessionRepository returns a repository on d.
-func NewSessionRepository(d *db.DB) *SessionRepository { return &SessionRepository{db: d} }
+// NewSessionSQLRepository returns a repository on d.
+func NewSessionSQLRepository(d *db.DB) *SessionSQLRepository { return &SessionSQLRepository{db: d} }
 
 // CreateSession stores a new family with its first token.
-func (r *SessionRepository) CreateSession(ctx context.Context, family domain.RefreshFamily, first domain.RefreshToken) error {
+func (r *SessionSQLRepository) CreateSession(ctx context.Context, family domain.RefreshFamily, first domain.RefreshToken) error {
 	return r.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `
 			INSERT INTO refresh_families (id, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)`,
@@ -52,7 +52,7 @@ func insertToken(ctx context.Context, tx *sql.Tx, t domain.RefreshToken) error {
 // or its family revoked; domain.ErrRefreshTokenReused when it was exchanged
 // before — including by a concurrent call that won the race for it — in
 // which case the family is revoked (committed) before returning.
-func (r *SessionRepository) RotateRefreshToken(ctx context.Context, hash []byte, next domain.RefreshToken, now time.Time) (domain.RefreshToken, error) {
+func (r *SessionSQLRepository) RotateRefreshToken(ctx context.Context, hash []byte, next domain.RefreshToken, now time.Time) (domain.RefreshToken, error) {
 	var old domain.RefreshToken
 	reused := false
 	err := r.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -120,7 +120,7 @@ func revokeFamily(ctx context.Context, tx *sql.Tx, familyID string, now time.Tim
 
 // RevokeSession revokes the family of the token with the given hash if it
 // belongs to userID, and reports whether a live family was revoked.
-func (r *SessionRepository) RevokeSession(ctx context.Context, hash []byte, userID string, now time.Time) (bool, error) {
+func (r *SessionSQLRepository) RevokeSession(ctx context.Context, hash []byte, userID string, now time.Time) (bool, error) {
 	res, err := r.db.ExecContext(ctx, `
 		UPDATE refresh_families SET revoked_at = $3
 		WHERE revoked_at IS NULL AND user_id = $2
@@ -137,7 +137,7 @@ func (r *SessionRepository) RevokeSession(ctx context.Context, hash []byte, user
 }
 
 // Family returns the family with the id (for inspection and tests).
-func (r *SessionRepository) Family(ctx context.Context, id string) (domain.RefreshFamily, error) {
+func (r *SessionSQLRepository) Family(ctx context.Context, id string) (domain.RefreshFamily, error) {
 	var f domain.RefreshFamily
 	var revoked sql.NullTime
 	err := r.db.QueryRowContext(ctx, `SELECT id, user_id, created_at, revoked_at FROM refresh_families WHERE id = $1`, id).
@@ -155,7 +155,7 @@ func (r *SessionRepository) Family(ctx context.Context, id string) (domain.Refre
 // PruneExpired deletes tokens that expired before now and families left
 // without tokens, and returns how many tokens went. A pruned token is then
 // merely unknown, which is refused just the same.
-func (r *SessionRepository) PruneExpired(ctx context.Context, now time.Time) (int64, error) {
+func (r *SessionSQLRepository) PruneExpired(ctx context.Context, now time.Time) (int64, error) {
 	var n int64
 	err := r.db.InTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE expires_at < $1`, dbTime(now))

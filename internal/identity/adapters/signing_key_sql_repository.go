@@ -11,22 +11,24 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db"
 )
 
-// SigningKeyRepository stores the token signing keys. The database is the
+// SigningKeySQLRepository stores the token signing keys. The database is the
 // one truth every replica reads; rotation steps are guarded so that
 // replicas racing to rotate produce exactly one new key.
 //
 // The private key is stored as its raw Ed25519 seed: a demo-grade at-rest
 // store, readable by anyone who can read the database. A production
 // deployment would encrypt it with a KMS-held key or sign inside an HSM.
-type SigningKeyRepository struct {
+type SigningKeySQLRepository struct {
 	db *db.DB
 }
 
-// NewSigningKeyRepository returns a repository on d.
-func NewSigningKeyRepository(d *db.DB) *SigningKeyRepository { return &SigningKeyRepository{db: d} }
+// NewSigningKeySQLRepository returns a repository on d.
+func NewSigningKeySQLRepository(d *db.DB) *SigningKeySQLRepository {
+	return &SigningKeySQLRepository{db: d}
+}
 
 // SigningKeys returns every stored key, oldest generation first.
-func (r *SigningKeyRepository) SigningKeys(ctx context.Context) ([]domain.SigningKey, error) {
+func (r *SigningKeySQLRepository) SigningKeys(ctx context.Context) ([]domain.SigningKey, error) {
 	rows, err := r.db.QueryContext(ctx, `
 		SELECT generation, private_key, created_at, activates_at, retires_at FROM signing_keys ORDER BY generation`)
 	if err != nil {
@@ -61,7 +63,7 @@ func (r *SigningKeyRepository) SigningKeys(ctx context.Context) ([]domain.Signin
 // not nil), retire the key it replaces at next's activation, and delete the
 // pruned keys. It reports false, changing nothing, when another process
 // applied a rotation for the same generation first.
-func (r *SigningKeyRepository) ApplyRotation(ctx context.Context, plan domain.RotationPlan, next *domain.SigningKey) (bool, error) {
+func (r *SigningKeySQLRepository) ApplyRotation(ctx context.Context, plan domain.RotationPlan, next *domain.SigningKey) (bool, error) {
 	applied := true
 	err := r.db.InTx(ctx, func(tx *sql.Tx) error {
 		if next != nil {

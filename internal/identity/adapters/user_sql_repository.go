@@ -12,21 +12,21 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/events"
 )
 
-// UserRepository stores accounts. It is safe for concurrent use.
-type UserRepository struct {
+// UserSQLRepository stores accounts. It is safe for concurrent use.
+type UserSQLRepository struct {
 	db     *db.DB
 	outbox *events.Outbox
 }
 
-// NewUserRepository returns a repository on d; events go through outbox.
-func NewUserRepository(d *db.DB, outbox *events.Outbox) *UserRepository {
-	return &UserRepository{db: d, outbox: outbox}
+// NewUserSQLRepository returns a repository on d; events go through outbox.
+func NewUserSQLRepository(d *db.DB, outbox *events.Outbox) *UserSQLRepository {
+	return &UserSQLRepository{db: d, outbox: outbox}
 }
 
 // CreateUser inserts u and, in the same transaction, queues evs in the
 // outbox, waking the relay after the commit. It returns
 // domain.ErrEmailTaken when the email is already registered.
-func (r *UserRepository) CreateUser(ctx context.Context, u domain.User, evs ...events.Event) error {
+func (r *UserSQLRepository) CreateUser(ctx context.Context, u domain.User, evs ...events.Event) error {
 	err := r.db.InTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
 			INSERT INTO users (id, email, name, role, password_hash, created_at, updated_at)
@@ -58,16 +58,16 @@ const userColumns = `id, email, name, role, password_hash, created_at, updated_a
 
 // UserByEmail returns the account with the (normalised) email, or
 // domain.ErrUserNotFound.
-func (r *UserRepository) UserByEmail(ctx context.Context, email string) (domain.User, error) {
+func (r *UserSQLRepository) UserByEmail(ctx context.Context, email string) (domain.User, error) {
 	return r.scanUser(r.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1`, email))
 }
 
 // UserByID returns the account with the id, or domain.ErrUserNotFound.
-func (r *UserRepository) UserByID(ctx context.Context, id string) (domain.User, error) {
+func (r *UserSQLRepository) UserByID(ctx context.Context, id string) (domain.User, error) {
 	return r.scanUser(r.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 }
 
-func (r *UserRepository) scanUser(row *sql.Row) (domain.User, error) {
+func (r *UserSQLRepository) scanUser(row *sql.Row) (domain.User, error) {
 	var u domain.User
 	err := row.Scan(&u.ID, &u.Email, &u.Name, &u.Role, &u.PasswordHash, &u.CreatedAt, &u.UpdatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -83,7 +83,7 @@ func (r *UserRepository) scanUser(row *sql.Row) (domain.User, error) {
 // SetPasswordHash replaces the stored hash of a user's unchanged password
 // (after hashing parameters changed). It returns domain.ErrUserNotFound
 // when the user is gone.
-func (r *UserRepository) SetPasswordHash(ctx context.Context, id, hash string, now time.Time) error {
+func (r *UserSQLRepository) SetPasswordHash(ctx context.Context, id, hash string, now time.Time) error {
 	res, err := r.db.ExecContext(ctx, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1`,
 		id, hash, dbTime(now))
 	return affectedOne(res, err, "update password hash", domain.ErrUserNotFound)
@@ -93,7 +93,7 @@ func (r *UserRepository) SetPasswordHash(ctx context.Context, id, hash string, n
 // transaction, revokes every session the user has, so whoever held the
 // account before cannot carry on with a refresh token. It returns
 // domain.ErrUserNotFound when the user is gone.
-func (r *UserRepository) SetCredentials(ctx context.Context, id, hash, role string, now time.Time) error {
+func (r *UserSQLRepository) SetCredentials(ctx context.Context, id, hash, role string, now time.Time) error {
 	return r.db.InTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $2, role = $3, updated_at = $4 WHERE id = $1`,
 			id, hash, role, dbTime(now))

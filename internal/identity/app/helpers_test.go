@@ -74,8 +74,8 @@ type harness struct {
 	keys     *app.KeyRing
 	clock    *fakeClock
 	hasher   *countingHasher
-	sessions *adapters.SessionRepository
-	users    *adapters.UserRepository
+	sessions *adapters.SessionSQLRepository
+	users    *adapters.UserSQLRepository
 	verifier *auth.Verifier
 }
 
@@ -89,13 +89,13 @@ func newHarness(t *testing.T, url string, opts harnessOptions) *harness {
 	d := dbtest.Open(t, url)
 	clock := &fakeClock{t: time.Now().UTC()}
 	logger := slog.New(slog.DiscardHandler)
-	keys := app.NewKeyRing(adapters.NewSigningKeyRepository(d), testPolicy, logger, clock.Now)
+	keys := app.NewKeyRing(adapters.NewSigningKeySQLRepository(d), testPolicy, logger, clock.Now)
 	require.NoError(t, keys.Rotate(t.Context()))
 	h := &harness{
 		d: d, keys: keys, clock: clock,
 		hasher:   &countingHasher{Argon2Hasher: adapters.NewArgon2Hasher(cheapParams, 4)},
-		sessions: adapters.NewSessionRepository(d),
-		users:    adapters.NewUserRepository(d, events.NewOutbox(d)),
+		sessions: adapters.NewSessionSQLRepository(d),
+		users:    adapters.NewUserSQLRepository(d, events.NewOutbox(d)),
 		verifier: auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience),
 	}
 	h.app = app.New(app.Config{
@@ -154,6 +154,6 @@ func (h *harness) outboxEvents(t *testing.T, subject string) [][]byte {
 	return out
 }
 
-func adaptersKeys(h *harness) *adapters.SigningKeyRepository {
-	return adapters.NewSigningKeyRepository(h.d)
+func adaptersKeys(h *harness) *adapters.SigningKeySQLRepository {
+	return adapters.NewSigningKeySQLRepository(h.d)
 }

@@ -21,8 +21,8 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/events"
 )
 
-// Users stores accounts.
-type Users interface {
+// UserRepository stores accounts.
+type UserRepository interface {
 	// CreateUser inserts u and queues evs in the same transaction;
 	// domain.ErrEmailTaken when the email is registered.
 	CreateUser(ctx context.Context, u domain.User, evs ...events.Event) error
@@ -36,8 +36,8 @@ type Users interface {
 	SetCredentials(ctx context.Context, id, hash, role string, now time.Time) error
 }
 
-// Sessions stores refresh-token families.
-type Sessions interface {
+// SessionRepository stores refresh-token families.
+type SessionRepository interface {
 	CreateSession(ctx context.Context, family domain.RefreshFamily, first domain.RefreshToken) error
 	// RotateRefreshToken exchanges the token with hash for next and
 	// returns the old one; domain.ErrRefreshTokenInvalid or, after revoking
@@ -72,8 +72,8 @@ type Config struct {
 // Deps are the collaborators of Identity. Limiter may be nil (no limits),
 // Logger nil (discard), Now nil (time.Now).
 type Deps struct {
-	Users    Users
-	Sessions Sessions
+	Users    UserRepository
+	Sessions SessionRepository
 	Hasher   PasswordHasher
 	Keys     *KeyRing
 	Limiter  *LoginLimiter
@@ -84,8 +84,8 @@ type Deps struct {
 // Identity is the use cases. It is safe for concurrent use.
 type Identity struct {
 	cfg      Config
-	users    Users
-	sessions Sessions
+	users    UserRepository
+	sessions SessionRepository
 	hasher   PasswordHasher
 	keys     *KeyRing
 	limiter  *LoginLimiter

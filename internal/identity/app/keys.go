@@ -12,8 +12,8 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 )
 
-// SigningKeyStore is where signing keys live; every replica shares it.
-type SigningKeyStore interface {
+// SigningKeyRepository is where signing keys live; every replica shares it.
+type SigningKeyRepository interface {
 	// SigningKeys returns every stored key.
 	SigningKeys(ctx context.Context) ([]domain.SigningKey, error)
 	// ApplyRotation stores plan's outcome (next is the new key, or nil) in
@@ -32,7 +32,7 @@ const missReloadInterval = 5 * time.Second
 // truth; the ring reloads it on every Rotate and, for an unknown kid, at
 // most every few seconds. It is safe for concurrent use.
 type KeyRing struct {
-	store  SigningKeyStore
+	repo   SigningKeyRepository
 	policy domain.KeyPolicy
 	now    func() time.Time
 	log    *slog.Logger
@@ -45,22 +45,22 @@ type KeyRing struct {
 	missMu sync.Mutex
 }
 
-// NewKeyRing returns a ring over store following policy. It knows no keys
+// NewKeyRing returns a ring over repo following policy. It knows no keys
 // until Rotate or Reload succeeds. A nil logger discards; a nil now uses
 // time.Now.
-func NewKeyRing(store SigningKeyStore, policy domain.KeyPolicy, logger *slog.Logger, now func() time.Time) *KeyRing {
+func NewKeyRing(repo SigningKeyRepository, policy domain.KeyPolicy, logger *slog.Logger, now func() time.Time) *KeyRing {
 	if now == nil {
 		now = time.Now
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &KeyRing{store: store, policy: policy, now: now, log: logger}
+	return &KeyRing{repo: repo, policy: policy, now: now, log: logger}
 }
 
-// Reload reads the keys from the store.
+// Reload reads the keys from the repository.
 func (r *KeyRing) Reload(ctx context.Context) error {
-	keys, err := r.store.SigningKeys(ctx)
+	keys, err := r.repo.SigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("reload signing keys: %w", err)
 	}
@@ -75,7 +75,7 @@ func (r *KeyRing) Reload(ctx context.Context) error {
 // with) and reloads. Replicas may call it at the same time: one of them
 // makes each change.
 func (r *KeyRing) Rotate(ctx context.Context) error {
-	keys, err := r.store.SigningKeys(ctx)
+	keys, err := r.repo.SigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("read signing keys: %w", err)
 	}
@@ -90,7 +90,7 @@ func (r *KeyRing) Rotate(ctx context.Context) error {
 			}
 			next = &k
 		}
-		applied, err := r.store.ApplyRotation(ctx, plan, next)
+		applied, err := r.repo.ApplyRotation(ctx, plan, next)
 		if err != nil {
 			return fmt.Errorf("rotate signing keys: %w", err)
 		}

@@ -48,7 +48,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 const defaultTTL = 15 * time.Minute
 
 type fixture struct {
-	repo  *adapters.InventorySQLRepository
+	repo  *adapters.StockSQLRepository
 	inv   *app.Inventory
 	clock *fakeClock
 	// Contexts carrying a principal of each role.
@@ -62,7 +62,7 @@ func forEachEngine(t *testing.T, fn func(t *testing.T, f *fixture)) {
 			d := dbtest.Open(t, e.url(t))
 			require.NoError(t, inventory.MigrateDB(t.Context(), d))
 			clock := &fakeClock{now: time.Date(2030, 3, 1, 12, 0, 0, 0, time.UTC)}
-			repo := adapters.NewInventorySQLRepository(d)
+			repo := adapters.NewStockSQLRepository(d)
 			ctx := t.Context()
 			fn(t, &fixture{
 				repo:      repo,

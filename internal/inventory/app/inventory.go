@@ -12,13 +12,13 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 )
 
-// Repository stores stock and reservations. Implementations are safe for
-// concurrent use, including by several replicas sharing one database: every
-// method is atomic, and no interleaving of calls can break the stock
-// invariants (0 ≤ reserved ≤ on_hand, sold ≥ 0) or hold stock twice for one
-// order. Every change to a stock row is recorded in the ledger in the same
-// transaction.
-type Repository interface {
+// StockRepository stores stock levels and the reservations that hold
+// stock. Implementations are safe for concurrent use, including by several
+// replicas sharing one database: every method is atomic, and no
+// interleaving of calls can break the stock invariants (0 ≤ reserved ≤
+// on_hand, sold ≥ 0) or hold stock twice for one order. Every change to a
+// stock row is recorded in the ledger in the same transaction.
+type StockRepository interface {
 	// Stock returns sku's stock; a sku never stocked is all zeros.
 	Stock(ctx context.Context, sku string) (domain.Stock, error)
 	// SetStock sets sku's on_hand (creating its row when missing) and
@@ -50,7 +50,7 @@ type Repository interface {
 
 // Inventory runs the inventory's use cases. It is safe for concurrent use.
 type Inventory struct {
-	repo       Repository
+	repo       StockRepository
 	metrics    *Metrics
 	defaultTTL time.Duration
 	now        func() time.Time
@@ -64,7 +64,7 @@ func WithClock(now func() time.Time) Option { return func(i *Inventory) { i.now 
 
 // NewInventory returns the use cases over repo. defaultTTL is how long a
 // reservation holds stock when the caller gives no ttl; metrics may be nil.
-func NewInventory(repo Repository, defaultTTL time.Duration, metrics *Metrics, opts ...Option) *Inventory {
+func NewInventory(repo StockRepository, defaultTTL time.Duration, metrics *Metrics, opts ...Option) *Inventory {
 	inv := &Inventory{repo: repo, metrics: metrics, defaultTTL: defaultTTL, now: time.Now}
 	for _, o := range opts {
 		o(inv)

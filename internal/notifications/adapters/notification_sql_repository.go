@@ -14,12 +14,13 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db"
 )
 
-// NotificationSQLRepository is the app.Repository on SQLite or PostgreSQL.
+// NotificationSQLRepository is the app.NotificationRepository on SQLite or
+// PostgreSQL.
 type NotificationSQLRepository struct {
 	db *db.DB
 }
 
-var _ app.Repository = (*NotificationSQLRepository)(nil)
+var _ app.NotificationRepository = (*NotificationSQLRepository)(nil)
 
 // NewNotificationSQLRepository returns the repository over d, whose schema
 // the notifications' migrations created.
@@ -27,7 +28,7 @@ func NewNotificationSQLRepository(d *db.DB) *NotificationSQLRepository {
 	return &NotificationSQLRepository{db: d}
 }
 
-// RememberRecipient implements app.Repository.
+// RememberRecipient implements app.NotificationRepository.
 func (r *NotificationSQLRepository) RememberRecipient(ctx context.Context, tx *sql.Tx, rc domain.Recipient) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO recipients (user_id, email, name, updated_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, name = excluded.name, updated_at = excluded.updated_at`,
@@ -38,7 +39,7 @@ func (r *NotificationSQLRepository) RememberRecipient(ctx context.Context, tx *s
 	return nil
 }
 
-// Recipient implements app.Repository.
+// Recipient implements app.NotificationRepository.
 func (r *NotificationSQLRepository) Recipient(ctx context.Context, tx *sql.Tx, userID string) (domain.Recipient, bool, error) {
 	rc := domain.Recipient{UserID: userID}
 	err := tx.QueryRowContext(ctx, `SELECT email, name FROM recipients WHERE user_id = $1`, userID).Scan(&rc.Email, &rc.Name)
@@ -51,7 +52,7 @@ func (r *NotificationSQLRepository) Recipient(ctx context.Context, tx *sql.Tx, u
 	return rc, true, nil
 }
 
-// Insert implements app.Repository.
+// Insert implements app.NotificationRepository.
 func (r *NotificationSQLRepository) Insert(ctx context.Context, tx *sql.Tx, n domain.Notification) (bool, error) {
 	res, err := tx.ExecContext(ctx, `INSERT INTO notifications
 		(id, user_id, event_id, kind, channel, recipient, subject, body, created_at)
@@ -68,7 +69,7 @@ func (r *NotificationSQLRepository) Insert(ctx context.Context, tx *sql.Tx, n do
 	return inserted == 1, nil
 }
 
-// List implements app.Repository.
+// List implements app.NotificationRepository.
 func (r *NotificationSQLRepository) List(ctx context.Context, userID, before string, limit int) ([]domain.Notification, error) {
 	query := `SELECT id, user_id, event_id, kind, channel, recipient, subject, body, created_at
 		FROM notifications WHERE user_id = $1`

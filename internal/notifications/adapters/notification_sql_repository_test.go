@@ -17,9 +17,9 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
 )
 
-// TestNotificationRepository runs one suite against every engine. Subtests
-// share a database and keep apart by using fresh user ids.
-func TestNotificationRepository(t *testing.T) {
+// TestNotificationSQLRepository runs one suite against every engine.
+// Subtests share a database and keep apart by using fresh user ids.
+func TestNotificationSQLRepository(t *testing.T) {
 	for _, engine := range dbtest.Engines(t) {
 		t.Run(engine.Name, func(t *testing.T) {
 			d := dbtest.Open(t, engine.URL)

@@ -22,11 +22,12 @@ const (
 	MaxPageSize     = pagination.MaxPageSize
 )
 
-// Repository stores notifications and what is known about their
-// recipients. Implementations are safe for concurrent use. Methods taking
-// tx work inside the event consumer's transaction, which also records the
-// event as processed, so their writes commit if and only if it does.
-type Repository interface {
+// NotificationRepository stores notifications and what is known about
+// their recipients. Implementations are safe for concurrent use. Methods
+// taking tx work inside the event consumer's transaction, which also
+// records the event as processed, so their writes commit if and only if it
+// does.
+type NotificationRepository interface {
 	// RememberRecipient records (or replaces) r's email address and name.
 	RememberRecipient(ctx context.Context, tx *sql.Tx, r domain.Recipient) error
 	// Recipient returns what is known about userID; false when nothing.
@@ -54,7 +55,7 @@ type Sink interface {
 
 // Notifications runs the use cases. It is safe for concurrent use.
 type Notifications struct {
-	repo   Repository
+	repo   NotificationRepository
 	sink   Sink
 	tokens pagination.Tokens
 	now    func() time.Time
@@ -63,7 +64,7 @@ type Notifications struct {
 // New returns the use cases over repo, delivering to sink. pageTokenKey
 // signs list page tokens; it must not be empty and must be the same on
 // every replica.
-func New(repo Repository, sink Sink, pageTokenKey []byte) *Notifications {
+func New(repo NotificationRepository, sink Sink, pageTokenKey []byte) *Notifications {
 	return &Notifications{
 		repo:   repo,
 		sink:   sink,

@@ -13,7 +13,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/apperr"
 )
 
-// Outcomes of a provider call, as labelled in payments_provider_calls_total.
+// Outcomes of a provider call, as labelled in mercato_payments_provider_calls_total.
 const (
 	OutcomeApproved    = "approved"    // authorization approved
 	OutcomeDeclined    = "declined"    // authorization declined
@@ -26,9 +26,9 @@ const (
 
 // Metrics are the payments service's own Prometheus metrics:
 //
-//   - payments_provider_calls_total{operation, outcome}
-//   - payments_provider_call_duration_seconds{operation}
-//   - payments_status_transitions_total{from, to}
+//   - mercato_payments_provider_calls_total{operation, outcome}
+//   - mercato_payments_provider_call_duration_seconds{operation}
+//   - mercato_payments_status_transitions_total{from, to}
 //
 // It is safe for concurrent use.
 type Metrics struct {
@@ -43,16 +43,16 @@ var _ app.TransitionRecorder = (*Metrics)(nil)
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		providerCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "payments_provider_calls_total",
+			Namespace: "mercato", Subsystem: "payments", Name: "provider_calls_total",
 			Help: "Calls to the card provider by operation and outcome.",
 		}, []string{"operation", "outcome"}),
 		providerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "payments_provider_call_duration_seconds",
+			Namespace: "mercato", Subsystem: "payments", Name: "provider_call_duration_seconds",
 			Help:    "Duration of calls to the card provider by operation.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"operation"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "payments_status_transitions_total",
+			Namespace: "mercato", Subsystem: "payments", Name: "status_transitions_total",
 			Help: "Payment status changes recorded, by the status left and the status reached.",
 		}, []string{"from", "to"}),
 	}

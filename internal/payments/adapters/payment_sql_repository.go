@@ -21,7 +21,7 @@ type Outbox interface {
 	Wake()
 }
 
-// PaymentSQLRepository is the app.Repository on SQLite or PostgreSQL.
+// PaymentSQLRepository is the app.PaymentRepository on SQLite or PostgreSQL.
 //
 // The guarantees rest on the schema, not on locks held across calls: the
 // unique idempotency_key makes one Authorize key one payment; every status
@@ -34,7 +34,7 @@ type PaymentSQLRepository struct {
 	outbox Outbox
 }
 
-var _ app.Repository = (*PaymentSQLRepository)(nil)
+var _ app.PaymentRepository = (*PaymentSQLRepository)(nil)
 
 const paymentColumns = `id, order_id, user_id, amount_cents, currency, status, decline_code, card_brand,
 	provider_ref, idempotency_key, request_hash, pending_op, created_at, updated_at`
@@ -49,7 +49,7 @@ func NewPaymentSQLRepository(d *db.DB, outbox Outbox) *PaymentSQLRepository {
 	return &PaymentSQLRepository{db: d, outbox: outbox}
 }
 
-// BeginAuthorization implements app.Repository.
+// BeginAuthorization implements app.PaymentRepository.
 func (r *PaymentSQLRepository) BeginAuthorization(ctx context.Context, p domain.Payment) (domain.Payment, bool, error) {
 	for range beginAttempts {
 		res, err := r.db.ExecContext(ctx, `INSERT INTO payments
@@ -81,7 +81,7 @@ func (r *PaymentSQLRepository) BeginAuthorization(ctx context.Context, p domain.
 	return domain.Payment{}, false, domain.ErrConcurrentChange
 }
 
-// CompleteAuthorization implements app.Repository.
+// CompleteAuthorization implements app.PaymentRepository.
 func (r *PaymentSQLRepository) CompleteAuthorization(ctx context.Context, p domain.Payment, ev events.Event) (domain.Payment, bool, error) {
 	recorded := false
 	err := r.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -108,7 +108,7 @@ func (r *PaymentSQLRepository) CompleteAuthorization(ctx context.Context, p doma
 	return p, true, nil
 }
 
-// AbandonAuthorization implements app.Repository.
+// AbandonAuthorization implements app.PaymentRepository.
 func (r *PaymentSQLRepository) AbandonAuthorization(ctx context.Context, id string) error {
 	if _, err := r.db.ExecContext(ctx, `DELETE FROM payments WHERE id = $1 AND status = 'pending'`, id); err != nil {
 		return fmt.Errorf("delete pending payment: %w", err)
@@ -116,7 +116,7 @@ func (r *PaymentSQLRepository) AbandonAuthorization(ctx context.Context, id stri
 	return nil
 }
 
-// Get implements app.Repository.
+// Get implements app.PaymentRepository.
 func (r *PaymentSQLRepository) Get(ctx context.Context, id string) (domain.Payment, error) {
 	p, err := scanPayment(r.db.QueryRowContext(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -128,7 +128,7 @@ func (r *PaymentSQLRepository) Get(ctx context.Context, id string) (domain.Payme
 	return p, nil
 }
 
-// BeginOperation implements app.Repository.
+// BeginOperation implements app.PaymentRepository.
 func (r *PaymentSQLRepository) BeginOperation(ctx context.Context, id string, op domain.Operation) (bool, error) {
 	res, err := r.db.ExecContext(ctx,
 		`UPDATE payments SET pending_op = $1 WHERE id = $2 AND status = $3 AND pending_op = ''`,
@@ -142,7 +142,7 @@ func (r *PaymentSQLRepository) BeginOperation(ctx context.Context, id string, op
 	return oneRow(res)
 }
 
-// CompleteOperation implements app.Repository.
+// CompleteOperation implements app.PaymentRepository.
 func (r *PaymentSQLRepository) CompleteOperation(ctx context.Context, p domain.Payment, op domain.Operation, ev events.Event) (bool, error) {
 	recorded := false
 	err := r.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -166,7 +166,7 @@ func (r *PaymentSQLRepository) CompleteOperation(ctx context.Context, p domain.P
 	return recorded, nil
 }
 
-// ListByOrder implements app.Repository.
+// ListByOrder implements app.PaymentRepository.
 func (r *PaymentSQLRepository) ListByOrder(ctx context.Context, orderID, userID string) ([]domain.Payment, error) {
 	query := `SELECT ` + paymentColumns + ` FROM payments WHERE order_id = $1 AND status <> 'pending'`
 	args := []any{orderID}

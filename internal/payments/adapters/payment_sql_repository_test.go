@@ -18,8 +18,8 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/events"
 )
 
-// TestPaymentRepository runs one suite against every engine.
-func TestPaymentRepository(t *testing.T) {
+// TestPaymentSQLRepository runs one suite against every engine.
+func TestPaymentSQLRepository(t *testing.T) {
 	for _, engine := range dbtest.Engines(t) {
 		t.Run(engine.Name, func(t *testing.T) {
 			t.Run("begin authorization is unique per key", func(t *testing.T) { testBeginAuthorization(t, newFixture(t, engine.URL)) })

@@ -49,10 +49,11 @@ const changeAttempts = 3
 // unrecorded outcome would only wait for a retry.
 const recordTimeout = 10 * time.Second
 
-// Repository stores payments. Implementations are safe for concurrent use.
+// PaymentRepository stores payments. Implementations are safe for
+// concurrent use.
 // Every status change records its event in the same transaction, so the
 // event exists if and only if the change committed.
-type Repository interface {
+type PaymentRepository interface {
 	// BeginAuthorization stores p, a pending payment, unless a payment with
 	// p.IdempotencyKey exists already. It returns the stored payment and
 	// whether that is p.
@@ -135,7 +136,7 @@ type TransitionRecorder interface {
 
 // Payments runs the payments use cases. It is safe for concurrent use.
 type Payments struct {
-	repo     Repository
+	repo     PaymentRepository
 	provider Provider
 	recorder TransitionRecorder
 	now      func() time.Time
@@ -143,7 +144,7 @@ type Payments struct {
 
 // NewPayments returns the use cases over repo and provider; recorder may be
 // nil.
-func NewPayments(repo Repository, provider Provider, recorder TransitionRecorder) *Payments {
+func NewPayments(repo PaymentRepository, provider Provider, recorder TransitionRecorder) *Payments {
 	if recorder == nil {
 		recorder = noRecorder{}
 	}

@@ -192,7 +192,7 @@ func propagateRequestID(ctx context.Context, method string, req, reply any, cc *
 }
 
 var breakerState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-	Name: "circuit_breaker_state",
+	Namespace: "mercato", Subsystem: "resilience", Name: "circuit_breaker_state",
 	Help: "State of the circuit breaker per target: 0 closed, 1 half-open, 2 open.",
 }, []string{"target"})
 

@@ -3,10 +3,12 @@ package resilience
 import (
 	"context"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -96,6 +98,39 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 	_, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{})
 	require.ErrorIs(t, err, ErrCircuitOpen)
 	require.Equal(t, int32(3), srv.calls.Load(), "an open breaker must not reach the target")
+}
+
+func TestBreakerStateIsExported(t *testing.T) {
+	srv := &flakyHealth{fail: []codes.Code{codes.Internal}}
+	reg := prometheus.NewRegistry()
+	conn, err := Dial("metered", start(t, srv), Options{BreakerFailures: 1, BreakerOpen: time.Hour, Registerer: reg})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	c := healthpb.NewHealthClient(conn)
+
+	// state reads the breaker's gauge for this target as reg exposes it.
+	state := func() string {
+		t.Helper()
+		families, err := reg.Gather()
+		require.NoError(t, err)
+		for _, f := range families {
+			if f.GetName() != "mercato_resilience_circuit_breaker_state" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "target" && l.GetValue() == "metered" {
+						return strconv.FormatFloat(m.GetGauge().GetValue(), 'f', -1, 64)
+					}
+				}
+			}
+		}
+		return "missing"
+	}
+	require.Equal(t, "0", state(), "a new breaker is closed")
+	_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{})
+	require.Equal(t, codes.Internal, status.Code(err))
+	require.Equal(t, "2", state(), "one failure opens this breaker")
 }
 
 func TestRespectsCallerDeadline(t *testing.T) {

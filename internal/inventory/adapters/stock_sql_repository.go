@@ -16,7 +16,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db"
 )
 
-// InventorySQLRepository is the app.Repository on SQLite or PostgreSQL.
+// StockSQLRepository is the app.StockRepository on SQLite or PostgreSQL.
 //
 // Correctness under concurrency rests on conditional UPDATEs, not on
 // reading first: a stock row only changes through applyDelta, whose WHERE
@@ -28,16 +28,16 @@ import (
 // constraints of the schema restate the invariants as a last line of
 // defence. Stock rows are always changed in sku order, so transactions
 // touching several skus cannot deadlock.
-type InventorySQLRepository struct {
+type StockSQLRepository struct {
 	db *db.DB
 }
 
-var _ app.Repository = (*InventorySQLRepository)(nil)
+var _ app.StockRepository = (*StockSQLRepository)(nil)
 
-// NewInventorySQLRepository returns the repository over d, whose schema the
+// NewStockSQLRepository returns the repository over d, whose schema the
 // inventory's migrations created.
-func NewInventorySQLRepository(d *db.DB) *InventorySQLRepository {
-	return &InventorySQLRepository{db: d}
+func NewStockSQLRepository(d *db.DB) *StockSQLRepository {
+	return &StockSQLRepository{db: d}
 }
 
 // errRaced means a conditional update found the row changed since it was
@@ -48,8 +48,8 @@ var errRaced = errors.New("row changed concurrently")
 // this many in a row needs as many concurrent writers to the same row.
 const raceAttempts = 10
 
-// Stock implements app.Repository.
-func (r *InventorySQLRepository) Stock(ctx context.Context, sku string) (domain.Stock, error) {
+// Stock implements app.StockRepository.
+func (r *StockSQLRepository) Stock(ctx context.Context, sku string) (domain.Stock, error) {
 	st, err := readStock(ctx, r.db, sku)
 	if err != nil {
 		return domain.Stock{}, err
@@ -73,11 +73,11 @@ func readStock(ctx context.Context, q querier, sku string) (domain.Stock, error)
 	return st, nil
 }
 
-// SetStock implements app.Repository. The new on_hand is written only if
+// SetStock implements app.StockRepository. The new on_hand is written only if
 // on_hand is still what was read (so the ledger's delta is exact) and
 // reserved is not above it (so a reservation committed in between cannot
 // be left uncovered).
-func (r *InventorySQLRepository) SetStock(ctx context.Context, sku string, onHand int32, now time.Time) (domain.Stock, error) {
+func (r *StockSQLRepository) SetStock(ctx context.Context, sku string, onHand int32, now time.Time) (domain.Stock, error) {
 	var out domain.Stock
 	err := r.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx,
@@ -125,11 +125,11 @@ func (r *InventorySQLRepository) SetStock(ctx context.Context, sku string, onHan
 	return out, nil
 }
 
-// Reserve implements app.Repository. The reservation row is inserted first:
-// on PostgreSQL a concurrent Reserve for the same order then waits on it
-// and, once this one commits, finds it; if this one rolls back (out of
-// stock), the other proceeds as if it were first.
-func (r *InventorySQLRepository) Reserve(ctx context.Context, res domain.Reservation, now time.Time) (domain.Reservation, bool, error) {
+// Reserve implements app.StockRepository. The reservation row is inserted
+// first: on PostgreSQL a concurrent Reserve for the same order then waits
+// on it and, once this one commits, finds it; if this one rolls back (out
+// of stock), the other proceeds as if it were first.
+func (r *StockSQLRepository) Reserve(ctx context.Context, res domain.Reservation, now time.Time) (domain.Reservation, bool, error) {
 	// What is stored is what is returned, now and on every replay.
 	res.ExpiresAt = res.ExpiresAt.UTC().Truncate(time.Microsecond)
 	var (
@@ -177,8 +177,8 @@ func (r *InventorySQLRepository) Reserve(ctx context.Context, res domain.Reserva
 	return stored, created, nil
 }
 
-// Transition implements app.Repository.
-func (r *InventorySQLRepository) Transition(ctx context.Context, orderID string, to domain.Status, now time.Time) (domain.Reservation, bool, error) {
+// Transition implements app.StockRepository.
+func (r *StockSQLRepository) Transition(ctx context.Context, orderID string, to domain.Status, now time.Time) (domain.Reservation, bool, error) {
 	var (
 		out   domain.Reservation
 		moved bool
@@ -292,8 +292,8 @@ func recordMovement(ctx context.Context, tx *sql.Tx, sku, orderID, kind string, 
 	return nil
 }
 
-// RecordTombstone implements app.Repository.
-func (r *InventorySQLRepository) RecordTombstone(ctx context.Context, orderID string, now time.Time) (bool, error) {
+// RecordTombstone implements app.StockRepository.
+func (r *StockSQLRepository) RecordTombstone(ctx context.Context, orderID string, now time.Time) (bool, error) {
 	res, err := r.db.ExecContext(ctx,
 		`INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at)
 		 VALUES ($1, $2, NULL, $3, $3) ON CONFLICT (order_id) DO NOTHING`,
@@ -308,8 +308,8 @@ func (r *InventorySQLRepository) RecordTombstone(ctx context.Context, orderID st
 	return n == 1, nil
 }
 
-// Reservation implements app.Repository.
-func (r *InventorySQLRepository) Reservation(ctx context.Context, orderID string) (domain.Reservation, error) {
+// Reservation implements app.StockRepository.
+func (r *StockSQLRepository) Reservation(ctx context.Context, orderID string) (domain.Reservation, error) {
 	// No transaction needed: lines are written with their reservation row
 	// and never change, so whatever status is read, the lines match it.
 	return readReservation(ctx, r.db, orderID)
@@ -347,8 +347,8 @@ func readReservation(ctx context.Context, q querier, orderID string) (domain.Res
 	return res, nil
 }
 
-// ExpiredReservations implements app.Repository.
-func (r *InventorySQLRepository) ExpiredReservations(ctx context.Context, now time.Time, limit int) ([]string, error) {
+// ExpiredReservations implements app.StockRepository.
+func (r *StockSQLRepository) ExpiredReservations(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	rows, err := r.db.QueryContext(ctx,
 		`SELECT order_id FROM reservations WHERE status = $1 AND expires_at <= $2
 		 ORDER BY expires_at, order_id LIMIT $3`,
@@ -373,7 +373,7 @@ func (r *InventorySQLRepository) ExpiredReservations(ctx context.Context, now ti
 
 // Movements returns sku's ledger, oldest first: what changed its stock row,
 // when and for which order. Summing the deltas gives the row.
-func (r *InventorySQLRepository) Movements(ctx context.Context, sku string) ([]domain.Movement, error) {
+func (r *StockSQLRepository) Movements(ctx context.Context, sku string) ([]domain.Movement, error) {
 	rows, err := r.db.QueryContext(ctx,
 		`SELECT sku, order_id, kind, on_hand_delta, reserved_delta, sold_delta, at
 		 FROM stock_movements WHERE sku = $1 ORDER BY id`, sku)

@@ -18,26 +18,27 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
 )
 
-// storeUnderTest is one app.Store implementation with a way to apply an
-// order the way the event consumer does (inside a transaction on SQL).
-type storeUnderTest struct {
-	name  string
-	store app.Store
+// repoUnderTest is one app.CartRepository implementation with a way to
+// apply an order the way the event consumer does (inside a transaction on
+// SQL).
+type repoUnderTest struct {
+	name string
+	repo app.CartRepository
 	// applyOrder runs RemoveOrdered as the consumer would, committing.
 	applyOrder func(t *testing.T, eventID, userID string, ordered []domain.Item)
 }
 
-// testStores returns the SQL repository on both engines and the Redis
-// store, each empty.
-func testStores(t *testing.T) []storeUnderTest {
+// testRepositories returns the SQL repository on both engines and the
+// Redis repository, each empty.
+func testRepositories(t *testing.T) []repoUnderTest {
 	t.Helper()
-	var stores []storeUnderTest
+	var repos []repoUnderTest
 	for _, engine := range dbtest.Engines(t) {
 		d := dbtest.Open(t, engine.URL)
 		require.NoError(t, cart.MigrateDB(t.Context(), d))
 		repo := adapters.NewCartSQLRepository(d)
-		stores = append(stores, storeUnderTest{
-			name: engine.Name, store: repo,
+		repos = append(repos, repoUnderTest{
+			name: engine.Name, repo: repo,
 			applyOrder: func(t *testing.T, eventID, userID string, ordered []domain.Item) {
 				t.Helper()
 				require.NoError(t, d.InTx(t.Context(), func(tx *sql.Tx) error {
@@ -47,20 +48,20 @@ func testStores(t *testing.T) []storeUnderTest {
 		})
 	}
 	repo := adapters.NewCartRedisRepository(redisClient(t), redisPrefix(t))
-	stores = append(stores, storeUnderTest{
-		name: "redis", store: repo,
+	repos = append(repos, repoUnderTest{
+		name: "redis", repo: repo,
 		applyOrder: func(t *testing.T, eventID, userID string, ordered []domain.Item) {
 			t.Helper()
 			require.NoError(t, repo.RemoveOrdered(t.Context(), nil, eventID, userID, ordered))
 		},
 	})
-	return stores
+	return repos
 }
 
-// TestStores runs one suite against every store. Subtests share a store
-// and keep apart by using fresh user ids.
-func TestStores(t *testing.T) {
-	for _, s := range testStores(t) {
+// TestCartRepositories runs one suite against every repository. Subtests
+// share a repository and keep apart by using fresh user ids.
+func TestCartRepositories(t *testing.T) {
+	for _, s := range testRepositories(t) {
 		t.Run(s.name, func(t *testing.T) {
 			t.Run("a new cart is empty", func(t *testing.T) { testEmptyCart(t, s) })
 			t.Run("lines keep the order they were added in", func(t *testing.T) { testOrder(t, s) })
@@ -84,25 +85,25 @@ func newProducts(n int) []string {
 	return ids
 }
 
-func items(t *testing.T, s storeUnderTest, userID string) []domain.Item {
+func items(t *testing.T, s repoUnderTest, userID string) []domain.Item {
 	t.Helper()
-	got, err := s.store.Items(t.Context(), userID)
+	got, err := s.repo.Items(t.Context(), userID)
 	require.NoError(t, err)
 	return got
 }
 
-func set(t *testing.T, s storeUnderTest, userID, productID string, quantity int) {
+func set(t *testing.T, s repoUnderTest, userID, productID string, quantity int) {
 	t.Helper()
-	require.NoError(t, s.store.SetQuantity(t.Context(), userID, productID, quantity))
+	require.NoError(t, s.repo.SetQuantity(t.Context(), userID, productID, quantity))
 }
 
-func testEmptyCart(t *testing.T, s storeUnderTest) {
+func testEmptyCart(t *testing.T, s repoUnderTest) {
 	got := items(t, s, newUser())
 	require.NotNil(t, got)
 	require.Empty(t, got)
 }
 
-func testOrder(t *testing.T, s storeUnderTest) {
+func testOrder(t *testing.T, s repoUnderTest) {
 	user := newUser()
 	// Added in an order unrelated to id order, so sorting by id would show.
 	p := newProducts(3)
@@ -112,12 +113,12 @@ func testOrder(t *testing.T, s storeUnderTest) {
 	set(t, s, user, p[2], 7) // a new quantity keeps the line's place
 	require.Equal(t, []domain.Item{item(p[2], 7), item(p[0], 2), item(p[1], 3)}, items(t, s, user))
 
-	require.NoError(t, s.store.Remove(t.Context(), user, p[2]))
+	require.NoError(t, s.repo.Remove(t.Context(), user, p[2]))
 	set(t, s, user, p[2], 1) // re-added: now the newest line
 	require.Equal(t, []domain.Item{item(p[0], 2), item(p[1], 3), item(p[2], 1)}, items(t, s, user))
 }
 
-func testSetTwice(t *testing.T, s storeUnderTest) {
+func testSetTwice(t *testing.T, s repoUnderTest) {
 	user := newUser()
 	p := newProducts(2)
 	set(t, s, user, p[0], 2)
@@ -127,43 +128,43 @@ func testSetTwice(t *testing.T, s storeUnderTest) {
 	require.Equal(t, before, items(t, s, user))
 }
 
-func testRemoveClear(t *testing.T, s storeUnderTest) {
+func testRemoveClear(t *testing.T, s repoUnderTest) {
 	user := newUser()
 	p := newProducts(3)
 	for _, id := range p {
 		set(t, s, user, id, 1)
 	}
-	require.NoError(t, s.store.Remove(t.Context(), user, p[1]))
-	require.NoError(t, s.store.Remove(t.Context(), user, p[1]), "removing a missing line is not an error")
+	require.NoError(t, s.repo.Remove(t.Context(), user, p[1]))
+	require.NoError(t, s.repo.Remove(t.Context(), user, p[1]), "removing a missing line is not an error")
 	require.Equal(t, []domain.Item{item(p[0], 1), item(p[2], 1)}, items(t, s, user))
 
-	require.NoError(t, s.store.Clear(t.Context(), user))
+	require.NoError(t, s.repo.Clear(t.Context(), user))
 	require.Empty(t, items(t, s, user))
-	require.NoError(t, s.store.Clear(t.Context(), user), "clearing an empty cart is not an error")
+	require.NoError(t, s.repo.Clear(t.Context(), user), "clearing an empty cart is not an error")
 
 	set(t, s, user, p[1], 4)
 	require.Equal(t, []domain.Item{item(p[1], 4)}, items(t, s, user), "a cleared cart is usable again")
 }
 
-func testLineLimit(t *testing.T, s storeUnderTest) {
+func testLineLimit(t *testing.T, s repoUnderTest) {
 	user := newUser()
 	p := newProducts(domain.MaxDistinctItems + 1)
 	for _, id := range p[:domain.MaxDistinctItems] {
 		set(t, s, user, id, 1)
 	}
-	err := s.store.SetQuantity(t.Context(), user, p[domain.MaxDistinctItems], 1)
+	err := s.repo.SetQuantity(t.Context(), user, p[domain.MaxDistinctItems], 1)
 	require.ErrorIs(t, err, domain.ErrCartFull)
 	got := items(t, s, user)
 	require.Len(t, got, domain.MaxDistinctItems)
 	require.NotContains(t, got, domain.Item{ProductID: p[domain.MaxDistinctItems], Quantity: 1})
 
 	set(t, s, user, p[0], 99) // a full cart still takes new quantities
-	require.NoError(t, s.store.Remove(t.Context(), user, p[1]))
+	require.NoError(t, s.repo.Remove(t.Context(), user, p[1]))
 	set(t, s, user, p[domain.MaxDistinctItems], 1) // and a new line once there is room
 	require.Len(t, items(t, s, user), domain.MaxDistinctItems)
 }
 
-func testConcurrentAdds(t *testing.T, s storeUnderTest) {
+func testConcurrentAdds(t *testing.T, s repoUnderTest) {
 	user := newUser()
 	const already, racers = domain.MaxDistinctItems - 5, 30
 	for _, id := range newProducts(already) {
@@ -177,7 +178,7 @@ func testConcurrentAdds(t *testing.T, s storeUnderTest) {
 	)
 	for _, id := range newProducts(racers) {
 		wg.Go(func() {
-			err := s.store.SetQuantity(context.WithoutCancel(t.Context()), user, id, 1)
+			err := s.repo.SetQuantity(context.WithoutCancel(t.Context()), user, id, 1)
 			switch {
 			case err == nil:
 				added.Add(1)
@@ -198,7 +199,7 @@ func testConcurrentAdds(t *testing.T, s storeUnderTest) {
 	require.Len(t, items(t, s, user), domain.MaxDistinctItems)
 }
 
-func testOwnership(t *testing.T, s storeUnderTest) {
+func testOwnership(t *testing.T, s repoUnderTest) {
 	alice, bob := newUser(), newUser()
 	p := newProducts(2)
 	set(t, s, alice, p[0], 3)
@@ -206,13 +207,13 @@ func testOwnership(t *testing.T, s storeUnderTest) {
 	set(t, s, bob, p[0], 9)
 	require.Equal(t, []domain.Item{item(p[0], 3)}, items(t, s, alice))
 
-	require.NoError(t, s.store.Clear(t.Context(), bob))
+	require.NoError(t, s.repo.Clear(t.Context(), bob))
 	require.Equal(t, []domain.Item{item(p[0], 3)}, items(t, s, alice), "clearing one cart leaves the others")
 	s.applyOrder(t, uuid.NewString(), bob, []domain.Item{item(p[0], 3)})
 	require.Equal(t, []domain.Item{item(p[0], 3)}, items(t, s, alice), "an order changes only its buyer's cart")
 }
 
-func testRemoveOrdered(t *testing.T, s storeUnderTest) {
+func testRemoveOrdered(t *testing.T, s repoUnderTest) {
 	user := newUser()
 	p := newProducts(5)
 	set(t, s, user, p[0], 2) // ordered 2: goes
@@ -228,8 +229,8 @@ func testRemoveOrdered(t *testing.T, s storeUnderTest) {
 	require.Equal(t, []domain.Item{item(p[2], 1)}, items(t, s, user), "ordering more than the cart holds removes the line")
 }
 
-// TestRedisAppliesAnEventOnce covers what only the Redis store has to do
-// itself: the SQL store relies on the consumer's transaction.
+// TestRedisAppliesAnEventOnce covers what only the Redis repository has to
+// do itself: the SQL repository relies on the consumer's transaction.
 func TestRedisAppliesAnEventOnce(t *testing.T) {
 	repo := adapters.NewCartRedisRepository(redisClient(t), redisPrefix(t))
 	user, event := newUser(), uuid.NewString()

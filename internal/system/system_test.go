@@ -163,6 +163,21 @@ func TestAccessRulesOfTheTable(t *testing.T) {
 		require.True(t, ok, "%s is documented", op)
 		require.Equal(t, a, got, op)
 	}
+	// docs/api.md promises the same, route by route.
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "api.md"))
+	require.NoError(t, err)
+	_, table, ok := strings.Cut(string(raw), "<!-- route-table:begin -->")
+	require.True(t, ok, "docs/api.md has its route table")
+	table, _, _ = strings.Cut(table, "<!-- route-table:end -->")
+	row := regexp.MustCompile("(?m)^\\| `([A-Z]+)` \\| `([^`]+)` \\| ([a-z ]+) \\|")
+	rows := row.FindAllStringSubmatch(table, -1)
+	require.Len(t, rows, len(access), "docs/api.md lists every documented route once")
+	for _, r := range rows {
+		who := map[string]string{"anyone": "anyone", "user": "user", "owner or admin": "user", "admin": "admin"}[r[3]]
+		require.NotEmpty(t, who, "docs/api.md: unknown caller %q", r[3])
+		require.Equal(t, who, access[r[1]+" "+r[2]], "docs/api.md: who may call %s %s", r[1], r[2])
+	}
+
 	cartItems := false
 	for op, a := range access {
 		if strings.HasPrefix(op, "PUT /api/v1/cart/items/") {

@@ -99,15 +99,7 @@ func (c Config) Validate() error {
 // database cfg names and closes it again: what `mercato migrate cart` runs.
 // It is idempotent.
 func Migrate(ctx context.Context, cfg db.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("cart database configuration: %w", err)
-	}
-	d, err := db.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("open cart database: %w", err)
-	}
-	defer d.Close()
-	return MigrateDB(ctx, d)
+	return db.MigrateAndClose(ctx, cfg, MigrateDB)
 }
 
 // MigrateDB applies the cart's migrations and the events schema to an open
@@ -139,14 +131,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	s := &Service{log: logger}
 	defer s.closers.CloseOnError(&err)
 
-	d, err := db.Open(ctx, cfg.DB)
+	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
 	if err != nil {
-		return nil, fmt.Errorf("open cart database: %w", err)
+		return nil, fmt.Errorf("cart database: %w", err)
 	}
 	s.closers.Add(d.Close)
-	if err := MigrateDB(ctx, d); err != nil {
-		return nil, err
-	}
 
 	var (
 		repo        app.CartRepository = adapters.NewCartSQLRepository(d)

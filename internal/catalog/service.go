@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"crypto/rand"
 	"embed"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/pagination"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
 
@@ -24,9 +24,6 @@ var migrations embed.FS
 
 // Name is the service's name in logs, metrics and the gRPC health protocol.
 const Name = "catalog"
-
-// MinPageTokenKeyLength is the shortest PageTokenKey accepted, in bytes.
-const MinPageTokenKeyLength = 16
 
 // Streams are the JetStream streams the catalog publishes its events to.
 var Streams = []events.Stream{{Name: "PRODUCTS", Domain: "product", Description: "catalog events"}}
@@ -63,8 +60,7 @@ func (c Config) Validate() error {
 	p.Include("database", c.DB.Validate())
 	p.Include("events", c.Events.Validate())
 	p.Include("keys", c.Keys.Validate())
-	p.Add(c.PageTokenKey != "" && len(c.PageTokenKey) < MinPageTokenKeyLength,
-		"page token key must be at least %d bytes", MinPageTokenKeyLength)
+	p.Include("page tokens", pagination.ValidateKey(c.PageTokenKey))
 	return p.Err()
 }
 
@@ -72,15 +68,7 @@ func (c Config) Validate() error {
 // cfg names and closes it again: what `mercato migrate catalog` runs. It is
 // idempotent.
 func Migrate(ctx context.Context, cfg db.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("catalog database configuration: %w", err)
-	}
-	d, err := db.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("open catalog database: %w", err)
-	}
-	defer d.Close()
-	return MigrateDB(ctx, d)
+	return db.MigrateAndClose(ctx, cfg, MigrateDB)
 }
 
 // MigrateDB applies the catalog's migrations and the events schema to an
@@ -111,14 +99,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	s := &Service{log: logger}
 	defer s.closers.CloseOnError(&err)
 
-	d, err := db.Open(ctx, cfg.DB)
+	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
 	if err != nil {
-		return nil, fmt.Errorf("open catalog database: %w", err)
+		return nil, fmt.Errorf("catalog database: %w", err)
 	}
 	s.closers.Add(d.Close)
-	if err := MigrateDB(ctx, d); err != nil {
-		return nil, err
-	}
 
 	nc, js, err := events.Connect(ctx, cfg.Events, Name)
 	if err != nil {
@@ -135,11 +120,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	}
 	s.closers.Add(repo.Close)
 
-	tokenKey := []byte(cfg.PageTokenKey)
-	if len(tokenKey) == 0 {
-		tokenKey = []byte(rand.Text())
-		logger.WarnContext(ctx, "page token key not set, using a random one: page tokens will not survive a restart or work across replicas")
-	}
+	tokenKey := pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger)
 	// The key source's readiness is deliberately not a check: reads are
 	// public and must keep working while identity is down.
 	verifier, _ := cfg.Keys.NewVerifier()

@@ -158,15 +158,7 @@ func (c Config) Validate() error {
 // names and closes it again: what `mercato migrate identity` runs. It is
 // idempotent.
 func Migrate(ctx context.Context, cfg db.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("identity database configuration: %w", err)
-	}
-	d, err := db.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("open identity database: %w", err)
-	}
-	defer d.Close()
-	return MigrateDB(ctx, d)
+	return db.MigrateAndClose(ctx, cfg, MigrateDB)
 }
 
 // MigrateDB applies identity's migrations and the events schema to an open
@@ -200,14 +192,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	s := &Service{cfg: cfg, log: logger}
 	defer s.closers.CloseOnError(&err)
 
-	d, err := db.Open(ctx, cfg.DB)
+	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
 	if err != nil {
-		return nil, fmt.Errorf("open identity database: %w", err)
+		return nil, fmt.Errorf("identity database: %w", err)
 	}
 	s.closers.Add(d.Close)
-	if err := MigrateDB(ctx, d); err != nil {
-		return nil, err
-	}
 	nc, js, err := events.Connect(ctx, cfg.Events, Name)
 	if err != nil {
 		return nil, err

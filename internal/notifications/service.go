@@ -27,7 +27,6 @@ package notifications
 
 import (
 	"context"
-	"crypto/rand"
 	"embed"
 	"fmt"
 	"log/slog"
@@ -41,6 +40,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/pagination"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
 
@@ -49,9 +49,6 @@ var migrations embed.FS
 
 // Name is the service's name in logs, metrics and the gRPC health protocol.
 const Name = "notifications"
-
-// MinPageTokenKeyLength is the shortest PageTokenKey accepted, in bytes.
-const MinPageTokenKeyLength = 16
 
 // Config is everything notifications needs to run.
 type Config struct {
@@ -87,8 +84,7 @@ func (c Config) Validate() error {
 	p.Include("database", c.DB.Validate())
 	p.Include("events", c.Events.Validate())
 	p.Include("keys", c.Keys.Validate())
-	p.Add(c.PageTokenKey != "" && len(c.PageTokenKey) < MinPageTokenKeyLength,
-		"page token key must be at least %d bytes", MinPageTokenKeyLength)
+	p.Include("page tokens", pagination.ValidateKey(c.PageTokenKey))
 	return p.Err()
 }
 
@@ -96,15 +92,7 @@ func (c Config) Validate() error {
 // database cfg names and closes it again: what `mercato migrate
 // notifications` runs. It is idempotent.
 func Migrate(ctx context.Context, cfg db.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("notifications database configuration: %w", err)
-	}
-	d, err := db.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("open notifications database: %w", err)
-	}
-	defer d.Close()
-	return MigrateDB(ctx, d)
+	return db.MigrateAndClose(ctx, cfg, MigrateDB)
 }
 
 // MigrateDB applies the notifications' migrations and the events schema to
@@ -135,14 +123,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	s := &Service{log: logger}
 	defer s.closers.CloseOnError(&err)
 
-	d, err := db.Open(ctx, cfg.DB)
+	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
 	if err != nil {
-		return nil, fmt.Errorf("open notifications database: %w", err)
+		return nil, fmt.Errorf("notifications database: %w", err)
 	}
 	s.closers.Add(d.Close)
-	if err := MigrateDB(ctx, d); err != nil {
-		return nil, err
-	}
 
 	var sink app.Sink = adapters.NewLogSink(logger)
 	if cfg.SinkFile != "" {
@@ -160,11 +145,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	}
 	s.closers.Add(func() error { return events.Drain(nc) })
 
-	tokenKey := []byte(cfg.PageTokenKey)
-	if len(tokenKey) == 0 {
-		tokenKey = []byte(rand.Text())
-		logger.WarnContext(ctx, "page token key not set, using a random one: page tokens will not survive a restart or work across replicas")
-	}
+	tokenKey := pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger)
 	notifications := app.New(adapters.NewNotificationSQLRepository(d), sink, tokenKey)
 
 	reg := observability.NewRegistry()

@@ -6,7 +6,6 @@ package orders
 
 import (
 	"context"
-	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
@@ -33,6 +32,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/pagination"
 	"github.com/mercato-dev/mercato/internal/platform/resilience"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
@@ -50,7 +50,6 @@ const (
 	DefaultSagaWorkers  = app.DefaultSagaWorkers
 	// DefaultIdempotencyKeyTTL is how long an Idempotency-Key is remembered.
 	DefaultIdempotencyKeyTTL = app.DefaultIdempotencyKeyTTL
-	MinPageTokenKeyLength    = 16
 	MaxSagaWorkers           = 1024
 	// reservationGrace is how much longer than the saga deadline inventory
 	// holds stock for an order: the hold only has to outlive a saga that
@@ -174,8 +173,7 @@ func (c Config) Validate() error {
 	p.Add(c.IdempotencyKeyTTL < time.Minute || c.IdempotencyKeyTTL > 30*24*time.Hour, "idempotency key TTL must be between 1m and 720h")
 	p.Add(c.SagaWorkers < 1 || c.SagaWorkers > MaxSagaWorkers, "saga workers must be between 1 and %d", MaxSagaWorkers)
 	p.Add(c.SagaPollInterval < 0, "saga poll interval must not be negative")
-	p.Add(c.PageTokenKey != "" && len(c.PageTokenKey) < MinPageTokenKeyLength,
-		"page token key must be at least %d bytes", MinPageTokenKeyLength)
+	p.Include("page tokens", pagination.ValidateKey(c.PageTokenKey))
 	p.Add(c.CrashAfter != "" && !domain.KnownEventType(strings.TrimPrefix(c.CrashAfter, CrashBeforePrefix)),
 		"crash-after fault %q is not an event type (optionally prefixed with %q)", c.CrashAfter, CrashBeforePrefix)
 	return p.Err()
@@ -185,15 +183,7 @@ func (c Config) Validate() error {
 // names and closes it again: what `mercato migrate orders` runs. It is
 // idempotent.
 func Migrate(ctx context.Context, cfg db.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("orders database configuration: %w", err)
-	}
-	d, err := db.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("open orders database: %w", err)
-	}
-	defer d.Close()
-	return MigrateDB(ctx, d)
+	return db.MigrateAndClose(ctx, cfg, MigrateDB)
 }
 
 // MigrateDB applies the orders migrations and the events schema to an open
@@ -227,14 +217,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	s := &Service{log: logger}
 	defer s.closers.CloseOnError(&err)
 
-	d, err := db.Open(ctx, cfg.DB)
+	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
 	if err != nil {
-		return nil, fmt.Errorf("open orders database: %w", err)
+		return nil, fmt.Errorf("orders database: %w", err)
 	}
 	s.closers.Add(d.Close)
-	if err := MigrateDB(ctx, d); err != nil {
-		return nil, err
-	}
 
 	nc, js, err := events.Connect(ctx, cfg.Events, Name)
 	if err != nil {
@@ -258,11 +245,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 			instance = Name
 		}
 	}
-	tokenKey := []byte(cfg.PageTokenKey)
-	if len(tokenKey) == 0 {
-		tokenKey = []byte(rand.Text())
-		logger.WarnContext(ctx, "page token key not set, using a random one: page tokens will not survive a restart or work across replicas")
-	}
+	tokenKey := pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger)
 	fault := crashHook(cfg.CrashAfter, logger)
 	if fault != nil {
 		logger.WarnContext(ctx, "fault injection armed: the process will kill itself", "crash_after", cfg.CrashAfter)

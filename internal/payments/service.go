@@ -85,15 +85,7 @@ func (c Config) Validate() error {
 // cfg names and closes it again: what `mercato migrate payments` runs. It
 // is idempotent.
 func Migrate(ctx context.Context, cfg db.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("payments database configuration: %w", err)
-	}
-	d, err := db.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("open payments database: %w", err)
-	}
-	defer d.Close()
-	return MigrateDB(ctx, d)
+	return db.MigrateAndClose(ctx, cfg, MigrateDB)
 }
 
 // MigrateDB applies the payments migrations and the events schema to an
@@ -125,14 +117,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	s := &Service{log: logger}
 	defer s.closers.CloseOnError(&err)
 
-	d, err := db.Open(ctx, cfg.DB)
+	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
 	if err != nil {
-		return nil, fmt.Errorf("open payments database: %w", err)
+		return nil, fmt.Errorf("payments database: %w", err)
 	}
 	s.closers.Add(d.Close)
-	if err := MigrateDB(ctx, d); err != nil {
-		return nil, err
-	}
 
 	nc, js, err := events.Connect(ctx, cfg.Events, Name)
 	if err != nil {

@@ -29,3 +29,28 @@ func Migrate(ctx context.Context, d *DB, migrations fs.FS) error {
 	}
 	return nil
 }
+
+// OpenMigrated opens the database cfg names and applies migrate to it (a
+// service's MigrateDB), so a service starts on its current schema. On
+// failure nothing is left open.
+func OpenMigrated(ctx context.Context, cfg Config, migrate func(context.Context, *DB) error) (*DB, error) {
+	d, err := Open(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	if err := migrate(ctx, d); err != nil {
+		_ = d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// MigrateAndClose opens the database cfg names, applies migrate to it and
+// closes it again: what `mercato migrate <service>` runs.
+func MigrateAndClose(ctx context.Context, cfg Config, migrate func(context.Context, *DB) error) error {
+	d, err := OpenMigrated(ctx, cfg, migrate)
+	if err != nil {
+		return err
+	}
+	return d.Close()
+}

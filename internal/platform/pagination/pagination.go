@@ -4,11 +4,15 @@ package pagination
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -109,4 +113,28 @@ func (t Tokens) sign(payload []byte) []byte {
 	mac := hmac.New(sha256.New, t.key)
 	mac.Write(payload)
 	return mac.Sum(nil)
+}
+
+// MinKeyLength is the shortest page token key accepted, in bytes.
+const MinKeyLength = 16
+
+// ValidateKey reports a configured page token key that is too short; an
+// empty one is fine (see KeyOrRandom).
+func ValidateKey(key string) error {
+	if key != "" && len(key) < MinKeyLength {
+		return fmt.Errorf("page token key must be at least %d bytes", MinKeyLength)
+	}
+	return nil
+}
+
+// KeyOrRandom returns the configured page token key, or a random one with
+// a warning when none is set: fine for one replica, but a token issued by
+// one replica is then refused by the others, and a restart invalidates the
+// tokens in flight.
+func KeyOrRandom(ctx context.Context, key string, logger *slog.Logger) []byte {
+	if key != "" {
+		return []byte(key)
+	}
+	logger.WarnContext(ctx, "page token key not set, using a random one: page tokens will not survive a restart or work across replicas")
+	return []byte(rand.Text())
 }

@@ -41,7 +41,6 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
-	"github.com/mercato-dev/mercato/internal/platform/observability"
 	"github.com/mercato-dev/mercato/internal/platform/resilience"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
@@ -111,12 +110,11 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 	return nil
 }
 
-// Service is a running cart process.
+// Service is a running cart process; its Run, GRPCAddr and HTTPAddr come
+// from server.Base. Run serves and consumes until ctx is cancelled, then
+// lets the event in hand finish and closes every connection.
 type Service struct {
-	server   *server.Server
-	consumer *events.Consumer
-	closers  server.Closers
-	log      *slog.Logger
+	server.Base
 }
 
 // New opens and migrates the database, connects to Redis (when
@@ -128,83 +126,54 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cart configuration: %w", err)
 	}
-	s := &Service{log: logger}
-	defer s.closers.CloseOnError(&err)
+	s := &Service{Base: server.NewBase(Name, logger)}
+	defer s.CloseOnError(&err)
 
-	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
+	d, err := s.OpenDB(ctx, cfg.DB, MigrateDB)
 	if err != nil {
-		return nil, fmt.Errorf("cart database: %w", err)
+		return nil, err
 	}
-	s.closers.Add(d.Close)
-
-	var (
-		repo        app.CartRepository = adapters.NewCartSQLRepository(d)
-		redisClient *redis.Client
-	)
+	js, err := s.ConnectEvents(ctx, cfg.Events)
+	if err != nil {
+		return nil, err
+	}
+	var repo app.CartRepository = adapters.NewCartSQLRepository(d)
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return nil, fmt.Errorf("parse Redis URL: %w", err)
 		}
-		redisClient = redis.NewClient(opts)
-		s.closers.Add(redisClient.Close)
+		redisClient := redis.NewClient(opts)
+		s.OnClose(redisClient.Close)
 		redisRepo := adapters.NewCartRedisRepository(redisClient, "")
 		if err := redisRepo.Ping(ctx); err != nil {
 			return nil, err
 		}
+		s.AddCheck("redis", func(ctx context.Context) error { return redisClient.Ping(ctx).Err() })
 		repo = redisRepo
 	}
 
-	nc, js, err := events.Connect(ctx, cfg.Events, Name)
+	catalogConn, err := resilience.Dial("catalog", cfg.CatalogAddr, resilience.Options{Registerer: s.Registry()})
 	if err != nil {
 		return nil, err
 	}
-	s.closers.Add(func() error { return events.Drain(nc) })
-
-	reg := observability.NewRegistry()
-	catalogConn, err := resilience.Dial("catalog", cfg.CatalogAddr, resilience.Options{Registerer: reg})
-	if err != nil {
-		return nil, err
-	}
-	s.closers.Add(catalogConn.Close)
-	cart := app.NewCart(repo, adapters.NewCatalogGRPCClient(catalogConn))
-
-	s.consumer, err = events.NewConsumer(d, js, logger, ports.OrderConfirmedConsumerConfig(0),
-		ports.OrderConfirmedHandler(cart), events.WithConsumerMetrics(reg))
-	if err != nil {
-		return nil, err
-	}
-
-	verifier, _ := cfg.Keys.NewVerifier()
-	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger))
-	if err != nil {
-		return nil, err
-	}
-	cartv1.RegisterCartServiceServer(s.server.GRPC(), ports.NewGRPCServer(cart))
-	s.server.AddCheck("database", d.PingContext)
-	s.server.AddCheck("nats", events.ConnectedCheck(nc))
-	if redisClient != nil {
-		s.server.AddCheck("redis", func(ctx context.Context) error { return redisClient.Ping(ctx).Err() })
-	}
+	s.OnClose(catalogConn.Close)
 	// The catalog is deliberately not a readiness check: reading, removing
 	// and clearing work without it, and adding reports it as unavailable.
+	cart := app.NewCart(repo, adapters.NewCatalogGRPCClient(catalogConn))
+
+	consumer, err := events.NewConsumer(d, js, logger, ports.OrderConfirmedConsumerConfig(0),
+		ports.OrderConfirmedHandler(cart), events.WithConsumerMetrics(s.Registry()))
+	if err != nil {
+		return nil, err
+	}
+	s.AddComponent(consumer.Run)
+
+	verifier, _ := cfg.Keys.NewVerifier()
+	grpcServer, err := s.Listen(cfg.Server, auth.UnaryServerInterceptor(verifier, logger))
+	if err != nil {
+		return nil, err
+	}
+	cartv1.RegisterCartServiceServer(grpcServer, ports.NewGRPCServer(cart))
 	return s, nil
 }
-
-// Run serves and consumes until ctx is cancelled, then drains in-flight
-// requests, lets the event in hand finish, and closes every connection. It
-// returns the error that stopped the service, or nil after a graceful
-// stop. Call it once.
-func (s *Service) Run(ctx context.Context) error {
-	err := s.server.Run(ctx, s.consumer.Run)
-	if closeErr := s.closers.Close(); closeErr != nil {
-		s.log.WarnContext(ctx, "closing cart resources failed", "error", closeErr)
-	}
-	return err
-}
-
-// GRPCAddr is the address the gRPC server listens on.
-func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
-
-// HTTPAddr is the address of the admin HTTP listener (health, metrics).
-func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }

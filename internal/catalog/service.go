@@ -14,7 +14,6 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
-	"github.com/mercato-dev/mercato/internal/platform/observability"
 	"github.com/mercato-dev/mercato/internal/platform/pagination"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
@@ -80,12 +79,10 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 	return nil
 }
 
-// Service is a running catalog process.
+// Service is a running catalog process; its Run, GRPCAddr and HTTPAddr
+// come from server.Base.
 type Service struct {
-	server  *server.Server
-	relay   *events.Relay
-	closers server.Closers
-	log     *slog.Logger
+	server.Base
 }
 
 // New opens and migrates the database, connects to NATS (creating the
@@ -96,58 +93,31 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("catalog configuration: %w", err)
 	}
-	s := &Service{log: logger}
-	defer s.closers.CloseOnError(&err)
+	s := &Service{Base: server.NewBase(Name, logger)}
+	defer s.CloseOnError(&err)
 
-	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
-	if err != nil {
-		return nil, fmt.Errorf("catalog database: %w", err)
-	}
-	s.closers.Add(d.Close)
-
-	nc, js, err := events.Connect(ctx, cfg.Events, Name)
+	d, err := s.OpenDB(ctx, cfg.DB, MigrateDB)
 	if err != nil {
 		return nil, err
 	}
-	s.closers.Add(func() error { return events.Drain(nc) })
-
-	reg := observability.NewRegistry()
-	outbox := events.NewOutbox(d, events.PublishesTo(Streams...))
-	s.relay = events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
-	repo, err := adapters.NewProductSQLRepository(ctx, d, outbox)
+	js, err := s.ConnectEvents(ctx, cfg.Events)
 	if err != nil {
 		return nil, err
 	}
-	s.closers.Add(repo.Close)
+	repo, err := adapters.NewProductSQLRepository(ctx, d, s.Outbox(d, js, Streams...))
+	if err != nil {
+		return nil, err
+	}
+	s.OnClose(repo.Close)
 
-	tokenKey := pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger)
 	// The key source's readiness is deliberately not a check: reads are
 	// public and must keep working while identity is down.
 	verifier, _ := cfg.Keys.NewVerifier()
-
-	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	grpcServer, err := s.Listen(cfg.Server, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
 	if err != nil {
 		return nil, err
 	}
-	catalogv1.RegisterCatalogServiceServer(s.server.GRPC(), ports.NewGRPCServer(app.NewCatalog(repo, tokenKey)))
-	s.server.AddCheck("database", d.PingContext)
-	s.server.AddCheck("nats", events.ConnectedCheck(nc))
+	catalog := app.NewCatalog(repo, pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger))
+	catalogv1.RegisterCatalogServiceServer(grpcServer, ports.NewGRPCServer(catalog))
 	return s, nil
 }
-
-// Run serves until ctx is cancelled, then drains in-flight requests, stops
-// the outbox relay and closes NATS and the database. It returns the error
-// that stopped the service, or nil after a graceful stop. Call it once.
-func (s *Service) Run(ctx context.Context) error {
-	err := s.server.Run(ctx, s.relay.Run)
-	if closeErr := s.closers.Close(); closeErr != nil {
-		s.log.WarnContext(ctx, "closing catalog resources failed", "error", closeErr)
-	}
-	return err
-}
-
-// GRPCAddr is the address the gRPC server listens on.
-func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
-
-// HTTPAddr is the address of the admin HTTP listener (health, metrics).
-func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }

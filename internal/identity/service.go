@@ -20,7 +20,6 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
-	"github.com/mercato-dev/mercato/internal/platform/observability"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
 
@@ -170,43 +169,36 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 	return nil
 }
 
-// Service is a running identity process.
+// Service is a running identity process; its Run, GRPCAddr and HTTPAddr
+// come from server.Base.
 type Service struct {
-	cfg      Config
+	server.Base
 	log      *slog.Logger
-	server   *server.Server
-	relay    *events.Relay
-	keys     *app.KeyRing
 	sessions *adapters.SessionSQLRepository
-	closers  server.Closers
 }
 
 // New opens and migrates the database, connects to NATS, makes sure a
 // signing key and (if configured) the admin account exist, and listens on
-// the configured addresses. Call Run to serve.
+// the configured addresses. Besides the API, Run runs the outbox relay, key
+// rotation and the pruning of expired refresh tokens.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("identity configuration: %w", err)
 	}
-	s := &Service{cfg: cfg, log: logger}
-	defer s.closers.CloseOnError(&err)
+	s := &Service{Base: server.NewBase(Name, logger), log: logger}
+	defer s.CloseOnError(&err)
 
-	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
-	if err != nil {
-		return nil, fmt.Errorf("identity database: %w", err)
-	}
-	s.closers.Add(d.Close)
-	nc, js, err := events.Connect(ctx, cfg.Events, Name)
+	d, err := s.OpenDB(ctx, cfg.DB, MigrateDB)
 	if err != nil {
 		return nil, err
 	}
-	s.closers.Add(func() error { return events.Drain(nc) })
-
-	reg := observability.NewRegistry()
-	outbox := events.NewOutbox(d, events.PublishesTo(Streams...))
-	s.relay = events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
-	sessions := adapters.NewSessionSQLRepository(d)
+	js, err := s.ConnectEvents(ctx, cfg.Events)
+	if err != nil {
+		return nil, err
+	}
+	outbox := s.Outbox(d, js, Streams...)
+	s.sessions = adapters.NewSessionSQLRepository(d)
 	keys := app.NewKeyRing(adapters.NewSigningKeySQLRepository(d), domain.KeyPolicy{
 		RotationInterval: cfg.KeyRotationInterval,
 		PublishLead:      cfg.KeyPublishLead,
@@ -221,7 +213,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 		ServiceSecret: cfg.ServiceSecret,
 	}, app.Deps{
 		Users:    adapters.NewUserSQLRepository(d, outbox),
-		Sessions: sessions,
+		Sessions: s.sessions,
 		Hasher:   adapters.NewArgon2Hasher(adapters.DefaultArgon2Params, cfg.MaxConcurrentHashes),
 		Keys:     keys,
 		Limiter:  app.NewLoginLimiter(cfg.LoginRatePerMinute, cfg.LoginIPRatePerMinute, 0),
@@ -236,42 +228,17 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	// Identity checks its own tokens against its key ring: no HTTP
 	// round-trip to itself, and a fresh key is known the moment it exists.
 	verifier := auth.NewVerifier(keys, auth.DefaultIssuer, auth.DefaultAudience)
-	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	grpcServer, err := s.Listen(cfg.Server, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
 	if err != nil {
 		return nil, err
 	}
-	identityv1.RegisterIdentityServiceServer(s.server.GRPC(), ports.NewGRPCServer(identity))
-	s.server.HandleHTTP("GET "+ports.JWKSPath, ports.JWKSHandler(identity))
-	s.server.AddCheck("database", d.PingContext)
-	s.server.AddCheck("nats", events.ConnectedCheck(nc))
-	s.server.AddCheck("signing_key", keys.Ready)
-	s.keys, s.sessions = keys, sessions
+	identityv1.RegisterIdentityServiceServer(grpcServer, ports.NewGRPCServer(identity))
+	s.Server().HandleHTTP("GET "+ports.JWKSPath, ports.JWKSHandler(identity))
+	s.AddCheck("signing_key", keys.Ready)
+	s.AddComponent(server.Every(cfg.KeyRefreshInterval, keys.Maintain))
+	s.AddComponent(server.Every(sessionPruneInterval, s.pruneSessions))
 	return s, nil
 }
-
-// Run serves until ctx is cancelled, then drains in-flight requests, stops
-// the outbox relay, key rotation and the pruning of expired refresh tokens,
-// and closes NATS and the database. It returns the error that stopped the
-// service, or nil after a graceful stop. Call it once.
-func (s *Service) Run(ctx context.Context) error {
-	// The server stops the components (the relay among them) before it
-	// returns, so nothing uses NATS or the database after this.
-	err := s.server.Run(ctx,
-		s.relay.Run,
-		server.Every(s.cfg.KeyRefreshInterval, s.keys.Maintain),
-		server.Every(sessionPruneInterval, s.pruneSessions),
-	)
-	if closeErr := s.closers.Close(); closeErr != nil {
-		s.log.WarnContext(ctx, "closing identity resources failed", "error", closeErr)
-	}
-	return err
-}
-
-// GRPCAddr is the address the gRPC server listens on.
-func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
-
-// HTTPAddr is the address of the admin HTTP listener (health, metrics, JWKS).
-func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }
 
 func (s *Service) pruneSessions(ctx context.Context) {
 	n, err := s.sessions.PruneExpired(ctx, time.Now())

@@ -48,7 +48,6 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
-	"github.com/mercato-dev/mercato/internal/platform/observability"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
 
@@ -129,12 +128,10 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 	return nil
 }
 
-// Service is a running inventory process.
+// Service is a running inventory process; its Run, GRPCAddr and HTTPAddr
+// come from server.Base. Besides the API, Run runs the expiry sweep.
 type Service struct {
-	server  *server.Server
-	sweeper *ports.ExpirySweeper
-	closers server.Closers
-	log     *slog.Logger
+	server.Base
 }
 
 // New opens and migrates the database and starts listening. Nothing is
@@ -145,46 +142,25 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("inventory configuration: %w", err)
 	}
-	s := &Service{log: logger}
-	defer s.closers.CloseOnError(&err)
+	s := &Service{Base: server.NewBase(Name, logger)}
+	defer s.CloseOnError(&err)
 
-	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
+	d, err := s.OpenDB(ctx, cfg.DB, MigrateDB)
 	if err != nil {
-		return nil, fmt.Errorf("inventory database: %w", err)
+		return nil, err
 	}
-	s.closers.Add(d.Close)
-
-	reg := observability.NewRegistry()
-	metrics, err := app.NewMetrics(reg)
+	metrics, err := app.NewMetrics(s.Registry())
 	if err != nil {
 		return nil, fmt.Errorf("register inventory metrics: %w", err)
 	}
 	inv := app.NewInventory(adapters.NewStockSQLRepository(d), cfg.ReservationTTL, metrics)
+	s.AddComponent(ports.NewExpirySweeper(inv, cfg.ExpirySweepInterval, logger).Run)
 
 	verifier, _ := cfg.Keys.NewVerifier()
-	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	grpcServer, err := s.Listen(cfg.Server, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
 	if err != nil {
 		return nil, err
 	}
-	inventoryv1.RegisterInventoryServiceServer(s.server.GRPC(), ports.NewGRPCServer(inv))
-	s.server.AddCheck("database", d.PingContext)
-	s.sweeper = ports.NewExpirySweeper(inv, cfg.ExpirySweepInterval, logger)
+	inventoryv1.RegisterInventoryServiceServer(grpcServer, ports.NewGRPCServer(inv))
 	return s, nil
 }
-
-// Run serves until ctx is cancelled, then drains in-flight requests, stops
-// the expiry sweep and closes the database. It returns the error that
-// stopped the service, or nil after a graceful stop. Call it once.
-func (s *Service) Run(ctx context.Context) error {
-	err := s.server.Run(ctx, s.sweeper.Run)
-	if closeErr := s.closers.Close(); closeErr != nil {
-		s.log.WarnContext(ctx, "closing inventory resources failed", "error", closeErr)
-	}
-	return err
-}
-
-// GRPCAddr is the address the gRPC server listens on.
-func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
-
-// HTTPAddr is the address of the admin HTTP listener (health, metrics).
-func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }

@@ -39,7 +39,6 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
-	"github.com/mercato-dev/mercato/internal/platform/observability"
 	"github.com/mercato-dev/mercato/internal/platform/pagination"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
@@ -104,12 +103,12 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 	return nil
 }
 
-// Service is a running notifications process.
+// Service is a running notifications process; its Run, GRPCAddr and
+// HTTPAddr come from server.Base. Run serves and consumes until ctx is
+// cancelled, then lets the events in hand finish and closes NATS, the sink
+// and the database.
 type Service struct {
-	server    *server.Server
-	consumers []*events.Consumer
-	closers   server.Closers
-	log       *slog.Logger
+	server.Base
 }
 
 // New opens and migrates the database, opens the sink, connects to NATS
@@ -120,73 +119,43 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("notifications configuration: %w", err)
 	}
-	s := &Service{log: logger}
-	defer s.closers.CloseOnError(&err)
+	s := &Service{Base: server.NewBase(Name, logger)}
+	defer s.CloseOnError(&err)
 
-	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
+	d, err := s.OpenDB(ctx, cfg.DB, MigrateDB)
 	if err != nil {
-		return nil, fmt.Errorf("notifications database: %w", err)
+		return nil, err
 	}
-	s.closers.Add(d.Close)
-
 	var sink app.Sink = adapters.NewLogSink(logger)
 	if cfg.SinkFile != "" {
 		fileSink, err := adapters.OpenFileSink(cfg.SinkFile)
 		if err != nil {
 			return nil, err
 		}
-		s.closers.Add(fileSink.Close)
+		s.OnClose(fileSink.Close)
 		sink = fileSink
 	}
-
-	nc, js, err := events.Connect(ctx, cfg.Events, Name)
+	js, err := s.ConnectEvents(ctx, cfg.Events)
 	if err != nil {
 		return nil, err
 	}
-	s.closers.Add(func() error { return events.Drain(nc) })
 
 	tokenKey := pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger)
 	notifications := app.New(adapters.NewNotificationSQLRepository(d), sink, tokenKey)
-
-	reg := observability.NewRegistry()
 	handler := ports.EventHandler(notifications)
 	for _, cc := range ports.ConsumerConfigs(ports.Retry{}) {
-		c, err := events.NewConsumer(d, js, logger, cc, handler, events.WithConsumerMetrics(reg))
+		c, err := events.NewConsumer(d, js, logger, cc, handler, events.WithConsumerMetrics(s.Registry()))
 		if err != nil {
 			return nil, err
 		}
-		s.consumers = append(s.consumers, c)
+		s.AddComponent(c.Run)
 	}
 
 	verifier, _ := cfg.Keys.NewVerifier()
-	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger))
+	grpcServer, err := s.Listen(cfg.Server, auth.UnaryServerInterceptor(verifier, logger))
 	if err != nil {
 		return nil, err
 	}
-	notificationsv1.RegisterNotificationsServiceServer(s.server.GRPC(), ports.NewGRPCServer(notifications))
-	s.server.AddCheck("database", d.PingContext)
-	s.server.AddCheck("nats", events.ConnectedCheck(nc))
+	notificationsv1.RegisterNotificationsServiceServer(grpcServer, ports.NewGRPCServer(notifications))
 	return s, nil
 }
-
-// Run serves and consumes until ctx is cancelled, then drains in-flight
-// requests, lets the events in hand finish, and closes the sink, NATS and
-// the database. It returns the error that stopped the service, or nil
-// after a graceful stop. Call it once.
-func (s *Service) Run(ctx context.Context) error {
-	components := make([]server.Component, len(s.consumers))
-	for i, c := range s.consumers {
-		components[i] = c.Run
-	}
-	err := s.server.Run(ctx, components...)
-	if closeErr := s.closers.Close(); closeErr != nil {
-		s.log.WarnContext(ctx, "closing notifications resources failed", "error", closeErr)
-	}
-	return err
-}
-
-// GRPCAddr is the address the gRPC server listens on.
-func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
-
-// HTTPAddr is the address of the admin HTTP listener (health, metrics).
-func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }

@@ -22,7 +22,6 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
-	"github.com/mercato-dev/mercato/internal/platform/observability"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
 
@@ -97,13 +96,11 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 	return nil
 }
 
-// Service is a running payments process.
+// Service is a running payments process; its Run, GRPCAddr and HTTPAddr
+// come from server.Base.
 type Service struct {
-	server   *server.Server
-	relay    *events.Relay
+	server.Base
 	provider *adapters.FakeProvider
-	closers  server.Closers
-	log      *slog.Logger
 }
 
 // New opens and migrates the database, connects to NATS (creating the
@@ -114,29 +111,22 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("payments configuration: %w", err)
 	}
-	s := &Service{log: logger}
-	defer s.closers.CloseOnError(&err)
+	s := &Service{Base: server.NewBase(Name, logger)}
+	defer s.CloseOnError(&err)
 
-	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
-	if err != nil {
-		return nil, fmt.Errorf("payments database: %w", err)
-	}
-	s.closers.Add(d.Close)
-
-	nc, js, err := events.Connect(ctx, cfg.Events, Name)
+	d, err := s.OpenDB(ctx, cfg.DB, MigrateDB)
 	if err != nil {
 		return nil, err
 	}
-	s.closers.Add(func() error { return events.Drain(nc) })
-
-	reg := observability.NewRegistry()
-	metrics, err := adapters.NewMetrics(reg)
+	js, err := s.ConnectEvents(ctx, cfg.Events)
 	if err != nil {
 		return nil, err
 	}
-	outbox := events.NewOutbox(d, events.PublishesTo(Streams...))
-	s.relay = events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
-	repo := adapters.NewPaymentSQLRepository(d, outbox)
+	metrics, err := adapters.NewMetrics(s.Registry())
+	if err != nil {
+		return nil, err
+	}
+	repo := adapters.NewPaymentSQLRepository(d, s.Outbox(d, js, Streams...))
 
 	seed := cfg.ProviderSeed
 	if seed == 0 {
@@ -151,34 +141,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	}
 
 	verifier, _ := cfg.Keys.NewVerifier()
-	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	grpcServer, err := s.Listen(cfg.Server, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
 	if err != nil {
 		return nil, err
 	}
 	payments := app.NewPayments(repo, metrics.InstrumentProvider(s.provider), metrics)
-	paymentsv1.RegisterPaymentsServiceServer(s.server.GRPC(), ports.NewGRPCServer(payments))
-	s.server.AddCheck("database", d.PingContext)
-	s.server.AddCheck("nats", events.ConnectedCheck(nc))
+	paymentsv1.RegisterPaymentsServiceServer(grpcServer, ports.NewGRPCServer(payments))
 	return s, nil
-}
-
-// Run serves until ctx is cancelled, then drains in-flight requests, stops
-// the outbox relay and closes NATS and the database. It returns the error
-// that stopped the service, or nil after a graceful stop. Call it once.
-func (s *Service) Run(ctx context.Context) error {
-	err := s.server.Run(ctx, s.relay.Run)
-	if closeErr := s.closers.Close(); closeErr != nil {
-		s.log.WarnContext(ctx, "closing payments resources failed", "error", closeErr)
-	}
-	return err
 }
 
 // Provider is the service's fake card provider, for tests that count its
 // calls or switch it down (SetDown) to simulate an outage.
 func (s *Service) Provider() *adapters.FakeProvider { return s.provider }
-
-// GRPCAddr is the address the gRPC server listens on.
-func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
-
-// HTTPAddr is the address of the admin HTTP listener (health, metrics).
-func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/mercato-dev/mercato/internal/platform/config"
+	"github.com/mercato-dev/mercato/internal/system"
 )
 
 func runArgs(args ...string) (code int, stdout, stderr string) {
@@ -25,7 +28,7 @@ func TestUsage(t *testing.T) {
 	code, stdout, _ := runArgs("help")
 	require.Equal(t, 0, code)
 	require.Contains(t, stdout, "mercato up [flags]")
-	require.Contains(t, stdout, "Services: cart, catalog, gateway, identity, inventory, notifications, orders, payments\n")
+	require.Contains(t, stdout, "Services: "+strings.Join(slices.Sorted(slices.Values(system.Names())), ", ")+"\n")
 
 	code, _, stderr = runArgs("launch")
 	require.Equal(t, exitUsage, code)
@@ -42,7 +45,7 @@ func TestUnknownService(t *testing.T) {
 		code, _, stderr := runArgs(command, "warehouse")
 		require.Equal(t, exitUsage, code)
 		require.Contains(t, stderr, "mercato "+command+`: unknown service "warehouse"`)
-		require.Contains(t, stderr, "Services: cart, catalog, gateway")
+		require.Contains(t, stderr, "Services: cart, catalog, gateway, identity")
 
 		code, _, stderr = runArgs(command)
 		require.Equal(t, exitUsage, code)

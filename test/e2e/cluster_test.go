@@ -105,8 +105,9 @@ func clusterAddr(t *testing.T) string {
 	return ""
 }
 
-// backends are the services behind the gateway, started together.
-var backends = []string{"identity", "catalog", "inventory", "cart", "orders", "payments", "notifications"}
+// backends are the services behind the gateway, started together: every
+// service of the table but the gateway.
+var backends = slices.DeleteFunc(services.Names(), func(name string) bool { return name == "gateway" })
 
 // clusterStopTimeout bounds the graceful stop of one service.
 const clusterStopTimeout = 20 * time.Second

@@ -18,10 +18,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mercato-dev/mercato/internal/platform/db/dbtest"
+	services "github.com/mercato-dev/mercato/internal/system"
 )
 
-// allServices are the processes `mercato up` runs.
-var allServices = []string{"identity", "catalog", "inventory", "cart", "orders", "payments", "notifications", "gateway"}
+// allServices are the processes `mercato up` runs: every service of the
+// table.
+var allServices = services.Names()
 
 // TestSIGTERMStopsEverything checks what Ctrl-C (or a supervisor's
 // SIGTERM) does: every service stops gracefully, the launcher exits 0 and

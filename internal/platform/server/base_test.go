@@ -81,7 +81,7 @@ func TestBaseOpenDBIsAReadinessCheck(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 	require.NoError(t, d.Close())
 	require.Eventually(t, func() bool {
 		code, body := get(t, "http://"+b.HTTPAddr()+"/readyz")

@@ -59,7 +59,7 @@ func (c *InventoryGRPCClient) Reserve(ctx context.Context, orderID string, lines
 		}
 		return app.Reservation{}, classify("reserve stock", err)
 	}
-	out := app.Reservation{Status: res.GetStatus()}
+	out := app.Reservation{Status: reservationStatus(res.GetStatus())}
 	if res.GetExpiresAt() != nil {
 		out.ExpiresAt = res.GetExpiresAt().AsTime()
 	}
@@ -82,4 +82,19 @@ func (c *InventoryGRPCClient) Release(ctx context.Context, orderID string) error
 func (c *InventoryGRPCClient) Restock(ctx context.Context, orderID string) error {
 	_, err := c.c.RestockOrder(ctx, &inventoryv1.RestockOrderRequest{OrderId: orderID})
 	return classify("restock order", err)
+}
+
+// reservationStatuses are inventory's reservation statuses on the wire.
+var reservationStatuses = map[string]app.ReservationStatus{
+	"reserved":  app.ReservationReserved,
+	"committed": app.ReservationCommitted,
+	"released":  app.ReservationReleased,
+	"restocked": app.ReservationRestocked,
+	"expired":   app.ReservationExpired,
+}
+
+// reservationStatus maps inventory's status to the app's; a status it does
+// not know is app.ReservationStatusUnknown, which holds no stock.
+func reservationStatus(s string) app.ReservationStatus {
+	return reservationStatuses[s] // the zero value is ReservationStatusUnknown
 }

@@ -34,7 +34,22 @@ func (c *PaymentsGRPCClient) Authorize(ctx context.Context, a app.Authorization)
 	if err != nil {
 		return app.Payment{}, classifyToken("authorize payment", err)
 	}
-	return app.Payment{ID: p.GetId(), Status: p.GetStatus(), DeclineCode: p.GetDeclineCode()}, nil
+	return app.Payment{ID: p.GetId(), Status: paymentStatus(p.GetStatus()), DeclineCode: p.GetDeclineCode()}, nil
+}
+
+// paymentStatuses are payments' statuses on the wire.
+var paymentStatuses = map[string]app.PaymentStatus{
+	"authorized": app.PaymentAuthorized,
+	"declined":   app.PaymentDeclined,
+	"captured":   app.PaymentCaptured,
+	"voided":     app.PaymentVoided,
+	"refunded":   app.PaymentRefunded,
+}
+
+// paymentStatus maps payments' status to the app's; a status it does not
+// know is app.PaymentStatusUnknown.
+func paymentStatus(s string) app.PaymentStatus {
+	return paymentStatuses[s] // the zero value is PaymentStatusUnknown
 }
 
 // CheckPaymentToken implements app.PaymentMethods.

@@ -32,10 +32,38 @@ type StockLine struct {
 	Quantity int64
 }
 
+// ReservationStatus is where inventory's reservation for an order stands.
+type ReservationStatus int
+
+// The reservation statuses. The adapter maps inventory's answer to one of
+// them; ReservationStatusUnknown is an answer it does not know.
+const (
+	ReservationStatusUnknown ReservationStatus = iota
+	ReservationReserved
+	ReservationCommitted
+	ReservationReleased
+	ReservationRestocked
+	ReservationExpired
+)
+
+var reservationStatusNames = [...]string{"unknown", "reserved", "committed", "released", "restocked", "expired"}
+
+func (s ReservationStatus) String() string {
+	if s < 0 || int(s) >= len(reservationStatusNames) {
+		return reservationStatusNames[ReservationStatusUnknown]
+	}
+	return reservationStatusNames[s]
+}
+
+// HoldsStock reports whether inventory holds (or has sold) stock for the
+// order under a reservation in this status.
+func (s ReservationStatus) HoldsStock() bool {
+	return s == ReservationReserved || s == ReservationCommitted
+}
+
 // Reservation is inventory's answer to a reservation.
 type Reservation struct {
-	// Status is reserved, committed, released, restocked or expired.
-	Status    string
+	Status    ReservationStatus
 	ExpiresAt time.Time
 }
 
@@ -61,11 +89,33 @@ type Authorization struct {
 	PaymentToken   string
 }
 
+// PaymentStatus is where a payment stands at payments.
+type PaymentStatus int
+
+// The payment statuses. The adapter maps payments' answer to one of them;
+// PaymentStatusUnknown is an answer it does not know.
+const (
+	PaymentStatusUnknown PaymentStatus = iota
+	PaymentAuthorized
+	PaymentDeclined
+	PaymentCaptured
+	PaymentVoided
+	PaymentRefunded
+)
+
+var paymentStatusNames = [...]string{"unknown", "authorized", "declined", "captured", "voided", "refunded"}
+
+func (s PaymentStatus) String() string {
+	if s < 0 || int(s) >= len(paymentStatusNames) {
+		return paymentStatusNames[PaymentStatusUnknown]
+	}
+	return paymentStatusNames[s]
+}
+
 // Payment is payments' view of an authorization.
 type Payment struct {
-	ID string
-	// Status is authorized, declined, captured, voided or refunded.
-	Status      string
+	ID          string
+	Status      PaymentStatus
 	DeclineCode string
 }
 
@@ -79,7 +129,8 @@ type PaymentMethods interface {
 }
 
 // Payments moves money. Authorize is idempotent by key and the others by
-// payment id. A decline is a Payment with status "declined", not an error.
+// payment id. A decline is a Payment with status PaymentDeclined, not an
+// error.
 // Errors: ErrInvalidRequest (Authorize: the token is unknown), ErrConflict
 // for a call the payment's state does not allow, ErrUnavailable or
 // ErrOutcomeUnknown when the call failed and may be retried.

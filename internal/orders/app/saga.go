@@ -632,12 +632,12 @@ func (s *Saga) reserve(ctx context.Context, o domain.Order) (domain.EventData, e
 	var short *OutOfStockError
 	switch {
 	case err == nil:
-		if res.Status == "reserved" || res.Status == "committed" {
+		if res.Status.HoldsStock() {
 			return domain.StockReservedData{ExpiresAt: res.ExpiresAt}, nil
 		}
 		// Released or expired: the hold is gone, nothing is held.
 		s.log.WarnContext(ctx, "inventory returned a reservation that no longer holds stock",
-			"order_id", o.ID, "status", res.Status)
+			"order_id", o.ID, "status", res.Status.String())
 		return domain.OrderRejectedData{Reason: domain.ReasonReservationLost}, nil
 	case errors.As(err, &short):
 		return domain.OrderRejectedData{Reason: domain.OutOfStockReason(short.SKU), SKU: short.SKU}, nil
@@ -655,7 +655,7 @@ func (s *Saga) authorize(ctx context.Context, o domain.Order) (domain.EventData,
 	})
 	switch {
 	case err == nil:
-		if p.Status == "declined" {
+		if p.Status == PaymentDeclined {
 			return domain.PaymentDeclinedData{
 				PaymentID: p.ID, DeclineCode: p.DeclineCode, Reason: domain.DeclinedReason(p.DeclineCode),
 			}, nil

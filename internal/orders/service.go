@@ -283,11 +283,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if fault != nil {
 		logger.WarnContext(ctx, "fault injection armed: the process will kill itself", "crash_after", cfg.CrashAfter)
 	}
-	saga := app.NewSaga(repo, nb.Inventory, nb.Payments, logger, app.SagaConfig{
+	saga := app.NewSaga(repo, repo, nb.Inventory, nb.Payments, logger, app.SagaConfig{
 		InstanceID: instance, Workers: cfg.SagaWorkers, PollInterval: cfg.SagaPollInterval,
 		ReservationTTL: cfg.SagaDeadline + reservationGrace, Fault: fault, Registerer: reg,
 	})
-	orders := app.NewOrders(repo, nb.Catalog, nb.Cart, nb.Payments, saga, logger, app.OrdersConfig{
+	orders := app.NewOrders(repo, repo, nb.Catalog, nb.Cart, nb.Payments, saga, logger, app.OrdersConfig{
 		SagaDeadline: cfg.SagaDeadline, PageTokenKey: tokenKey, Fault: fault, IdempotencyKeyTTL: cfg.IdempotencyKeyTTL,
 	})
 

@@ -211,8 +211,8 @@ func (h *harness) start() {
 	logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	inv := h.wrapInv(adapters.NewInventoryGRPCClient(fakes.InventoryClient(h.inv)))
 	pay := h.wrapPay(adapters.NewPaymentsGRPCClient(fakes.PaymentsClient(h.pay)))
-	h.saga = app.NewSaga(h.repo, inv, pay, logger, cfg)
-	h.orders = app.NewOrders(h.repo,
+	h.saga = app.NewSaga(h.repo, h.repo, inv, pay, logger, cfg)
+	h.orders = app.NewOrders(h.repo, h.repo,
 		adapters.NewCatalogGRPCClient(fakes.CatalogClient(h.catalog)),
 		adapters.NewCartGRPCClient(fakes.CartClient(h.cart)), pay,
 		h.saga, logger, app.OrdersConfig{PageTokenKey: []byte("0123456789abcdef"), Now: h.now(), Fault: h.crash.hook})

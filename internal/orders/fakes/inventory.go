@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/mercato-dev/mercato/internal/gen/inventory/v1"
+	"github.com/mercato-dev/mercato/internal/platform/apperr"
 )
 
 // Inventory is an in-memory inventory service: stock per sku and one
@@ -157,7 +158,8 @@ func (i *Inventory) ReserveStock(ctx context.Context, req *inventoryv1.ReserveSt
 	for _, l := range req.GetLines() {
 		lv := i.level(l.GetSku())
 		if lv.OnHand-lv.Reserved < want[l.GetSku()] {
-			return nil, conflict("insufficient stock for sku " + l.GetSku())
+			return nil, conflict("insufficient stock for sku "+l.GetSku(),
+				apperr.WithCause("out_of_stock"), apperr.WithMetadata("sku", l.GetSku()))
 		}
 	}
 	for sku, q := range want {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	paymentsv1 "github.com/mercato-dev/mercato/internal/gen/payments/v1"
+	"github.com/mercato-dev/mercato/internal/platform/apperr"
 )
 
 // Test card tokens, as the real provider knows them. Any other token is
@@ -137,6 +138,10 @@ func (r *PaymentRecord) proto() *paymentsv1.Payment {
 	}
 }
 
+func errUnknownToken() error {
+	return invalid("unknown payment token", apperr.WithCause("unknown_payment_token"))
+}
+
 // Authorize implements paymentsv1.PaymentsServiceServer.
 func (p *Payments) Authorize(ctx context.Context, req *paymentsv1.AuthorizeRequest) (*paymentsv1.Payment, error) {
 	if err := requireService(ctx); err != nil {
@@ -153,7 +158,7 @@ func (p *Payments) Authorize(ctx context.Context, req *paymentsv1.AuthorizeReque
 	}
 	code, known := p.known(req.GetPaymentToken())
 	if !known {
-		return nil, invalid("unknown payment token")
+		return nil, errUnknownToken()
 	}
 	if req.GetIdempotencyKey() == "" || req.GetAmountCents() <= 0 {
 		return nil, invalid("idempotency_key and a positive amount are required")
@@ -184,7 +189,7 @@ func (p *Payments) CheckPaymentToken(ctx context.Context, req *paymentsv1.CheckP
 	_, known := p.known(req.GetPaymentToken())
 	p.mu.Unlock()
 	if !known {
-		return nil, invalid("unknown payment token")
+		return nil, errUnknownToken()
 	}
 	brand := "visa"
 	if req.GetPaymentToken() == "tok_mastercard" {
@@ -209,7 +214,8 @@ func (p *Payments) transition(ctx context.Context, method, id, from, to string) 
 	case !ok:
 		return nil, notFound("payment not found")
 	case r.PendingOp != "" && r.PendingOp != op:
-		return nil, conflict("payment has a " + r.PendingOp + " in progress; retry the " + r.PendingOp)
+		return nil, conflict("payment has a "+r.PendingOp+" in progress; retry the "+r.PendingOp,
+			apperr.Retryable(), apperr.WithCause(r.PendingOp+"_in_progress"))
 	case r.Status == to:
 	case r.Status == from:
 		if p.stall[method] > 0 {

@@ -1,9 +1,16 @@
-// Package fakes holds in-memory stand-ins for the services orders depends
-// on (catalog, cart, inventory, payments), for tests. Each is a gRPC server
-// that keeps real state and answers as the real service would, errors
-// included; it can be served over gRPC or called in-process through the
-// client shims in clients.go. Faults make calls fail on demand.
-package fakes
+// Package orderstest holds in-memory stand-ins for the services orders
+// depends on (catalog, cart, inventory, payments), for orders' tests, and
+// the contract suites that hold them to the real services. Each fake is a
+// gRPC server that keeps real state and answers as the real service would,
+// errors included; it can be served over gRPC or called in-process through
+// the client shims in clients.go. Faults make calls fail on demand.
+//
+// RunInventoryContract and RunPaymentsContract state, case by case, what
+// orders relies on from inventory and payments. They run against the fakes
+// (contract_test.go here) and against the real services (test/contract),
+// both through orders' own gRPC adapters, so a fake that drifts from its
+// service fails its suite.
+package orderstest
 
 import (
 	"context"

@@ -30,11 +30,18 @@ type Payments struct {
 	Faults
 
 	mu       sync.Mutex
+	requests map[string]authorizeRequest // idempotency key → the request it was first used for
 	byKey    map[string]*PaymentRecord
 	byID     map[string]*PaymentRecord
 	captures map[string]int  // order id → captures performed
 	stall    map[string]int  // method → calls left to stall
 	revoked  map[string]bool // card tokens no longer known
+}
+
+// authorizeRequest is what an idempotency key must be repeated with.
+type authorizeRequest struct {
+	orderID, userID, currency, token string
+	amountCents                      int32
 }
 
 // PaymentRecord is one payment as the fake holds it.
@@ -53,7 +60,10 @@ type PaymentRecord struct {
 
 // NewPayments returns an empty payments service.
 func NewPayments() *Payments {
-	return &Payments{byKey: map[string]*PaymentRecord{}, byID: map[string]*PaymentRecord{}, captures: map[string]int{}}
+	return &Payments{
+		requests: map[string]authorizeRequest{}, byKey: map[string]*PaymentRecord{}, byID: map[string]*PaymentRecord{},
+		captures: map[string]int{},
+	}
 }
 
 // Payments returns every payment of the order.
@@ -153,7 +163,14 @@ func (p *Payments) Authorize(ctx context.Context, req *paymentsv1.AuthorizeReque
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	asked := authorizeRequest{
+		orderID: req.GetOrderId(), userID: req.GetUserId(), currency: req.GetCurrency(), token: req.GetPaymentToken(),
+		amountCents: req.GetAmountCents(),
+	}
 	if r, ok := p.byKey[req.GetIdempotencyKey()]; ok {
+		if p.requests[req.GetIdempotencyKey()] != asked {
+			return nil, refuse(apperr.Unprocessable, "idempotency key reused with a different request")
+		}
 		return r.proto(), after()
 	}
 	code, known := p.known(req.GetPaymentToken())
@@ -171,6 +188,7 @@ func (p *Payments) Authorize(ctx context.Context, req *paymentsv1.AuthorizeReque
 		r.Status, r.DeclineCode = "declined", code
 	}
 	p.byKey[req.GetIdempotencyKey()] = r
+	p.requests[req.GetIdempotencyKey()] = asked
 	p.byID[r.ID] = r
 	return r.proto(), after()
 }

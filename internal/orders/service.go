@@ -31,7 +31,6 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
-	"github.com/mercato-dev/mercato/internal/platform/observability"
 	"github.com/mercato-dev/mercato/internal/platform/pagination"
 	"github.com/mercato-dev/mercato/internal/platform/resilience"
 	"github.com/mercato-dev/mercato/internal/platform/server"
@@ -195,14 +194,12 @@ func MigrateDB(ctx context.Context, d *db.DB) error {
 	return nil
 }
 
-// Service is a running orders process.
+// Service is a running orders process; its Run, GRPCAddr and HTTPAddr
+// come from server.Base. Besides the API, Run runs the outbox relay, the
+// saga and the retention of idempotency keys; when it stops, running saga
+// steps finish before the connections and the database are closed.
 type Service struct {
-	server  *server.Server
-	relay   *events.Relay
-	saga    *app.Saga
-	orders  *app.Orders
-	closers server.Closers
-	log     *slog.Logger
+	server.Base
 }
 
 // New opens and migrates the database, connects to NATS (creating the
@@ -214,27 +211,23 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("orders configuration: %w", err)
 	}
-	s := &Service{log: logger}
-	defer s.closers.CloseOnError(&err)
+	s := &Service{Base: server.NewBase(Name, logger)}
+	defer s.CloseOnError(&err)
 
-	d, err := db.OpenMigrated(ctx, cfg.DB, MigrateDB)
-	if err != nil {
-		return nil, fmt.Errorf("orders database: %w", err)
-	}
-	s.closers.Add(d.Close)
-
-	nc, js, err := events.Connect(ctx, cfg.Events, Name)
+	d, err := s.OpenDB(ctx, cfg.DB, MigrateDB)
 	if err != nil {
 		return nil, err
 	}
-	s.closers.Add(func() error { return events.Drain(nc) })
-
-	reg := observability.NewRegistry()
-	outbox := events.NewOutbox(d, events.PublishesTo(Streams...))
-	s.relay = events.NewRelay(outbox, js, logger, events.WithRelayMetrics(reg))
-	repo := adapters.NewOrderSQLRepository(d, outbox)
-
-	nb, err := dialNeighbours(cfg, reg, &s.closers)
+	js, err := s.ConnectEvents(ctx, cfg.Events)
+	if err != nil {
+		return nil, err
+	}
+	repo := adapters.NewOrderSQLRepository(d, s.Outbox(d, js, Streams...))
+	// The neighbours are deliberately not readiness checks: one that is
+	// down fails only the requests that need it (placing an order asks the
+	// catalog and payments, 503 while they cannot answer), and the saga
+	// waits for it.
+	nb, err := dialNeighbours(cfg, s.Registry(), s.OnClose)
 	if err != nil {
 		return nil, err
 	}
@@ -245,31 +238,27 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 			instance = Name
 		}
 	}
-	tokenKey := pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger)
 	fault := crashHook(cfg.CrashAfter, logger)
 	if fault != nil {
 		logger.WarnContext(ctx, "fault injection armed: the process will kill itself", "crash_after", cfg.CrashAfter)
 	}
-	s.saga = app.NewSaga(repo, nb.Inventory, nb.Payments, logger, app.SagaConfig{
+	saga := app.NewSaga(repo, repo, nb.Inventory, nb.Payments, logger, app.SagaConfig{
 		InstanceID: instance, Workers: cfg.SagaWorkers, PollInterval: cfg.SagaPollInterval,
-		ReservationTTL: cfg.SagaDeadline + reservationGrace, Fault: fault, Registerer: reg,
+		ReservationTTL: cfg.SagaDeadline + reservationGrace, Fault: fault, Registerer: s.Registry(),
 	})
-	s.orders = app.NewOrders(repo, nb.Catalog, nb.Cart, nb.Payments, s.saga, logger, app.OrdersConfig{
-		SagaDeadline: cfg.SagaDeadline, PageTokenKey: tokenKey, Fault: fault, IdempotencyKeyTTL: cfg.IdempotencyKeyTTL,
+	orders := app.NewOrders(repo, repo, nb.Catalog, nb.Cart, nb.Payments, saga, logger, app.OrdersConfig{
+		SagaDeadline: cfg.SagaDeadline, PageTokenKey: pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger),
+		Fault: fault, IdempotencyKeyTTL: cfg.IdempotencyKeyTTL,
 	})
+	s.AddComponent(saga.Run)
+	s.AddComponent(server.Every(orders.KeyRetentionInterval(), orders.RetainKeys))
 
 	verifier, _ := cfg.Keys.NewVerifier()
-	s.server, err = server.New(Name, cfg.Server, logger, reg, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
+	grpcServer, err := s.Listen(cfg.Server, auth.UnaryServerInterceptor(verifier, logger, ports.PublicMethods...))
 	if err != nil {
 		return nil, err
 	}
-	ordersv1.RegisterOrdersServiceServer(s.server.GRPC(), ports.NewGRPCServer(s.orders))
-	s.server.AddCheck("database", d.PingContext)
-	s.server.AddCheck("nats", events.ConnectedCheck(nc))
-	// The neighbours are deliberately not readiness checks: one that is
-	// down fails only the requests that need it (placing an order asks the
-	// catalog and payments, 503 while they cannot answer), and the saga
-	// waits for it.
+	ordersv1.RegisterOrdersServiceServer(grpcServer, ports.NewGRPCServer(orders))
 	return s, nil
 }
 
@@ -277,15 +266,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 // resilient gRPC clients for the rest. Inventory and payments are called on
 // the service's own behalf with a service token from identity; the cart is
 // read with the user's token, which its client forwards. Every connection
-// it opens is added to closers.
-func dialNeighbours(cfg Config, reg prometheus.Registerer, closers *server.Closers) (Neighbours, error) {
+// it opens is handed to onClose.
+func dialNeighbours(cfg Config, reg prometheus.Registerer, onClose func(func() error)) (Neighbours, error) {
 	nb := cfg.Neighbours
 	dial := func(name, target string, interceptors ...grpc.UnaryClientInterceptor) (*grpc.ClientConn, error) {
 		conn, err := resilience.Dial(name, target, resilience.Options{Registerer: reg, Interceptors: interceptors})
 		if err != nil {
 			return nil, err
 		}
-		closers.Add(conn.Close)
+		onClose(conn.Close)
 		return conn, nil
 	}
 	if nb.Catalog == nil {
@@ -354,21 +343,3 @@ func crashHook(point string, logger *slog.Logger) app.FaultHook {
 		return errors.New("process killed by fault injection")
 	}
 }
-
-// Run serves until ctx is cancelled, then drains in-flight requests, lets
-// running saga steps finish, stops the outbox relay and closes the
-// connections and the database. It returns the error that stopped the
-// service, or nil after a graceful stop. Call it once.
-func (s *Service) Run(ctx context.Context) error {
-	err := s.server.Run(ctx, s.relay.Run, s.saga.Run, server.Every(s.orders.KeyRetentionInterval(), s.orders.RetainKeys))
-	if closeErr := s.closers.Close(); closeErr != nil {
-		s.log.WarnContext(ctx, "closing orders resources failed", "error", closeErr)
-	}
-	return err
-}
-
-// GRPCAddr is the address the gRPC server listens on.
-func (s *Service) GRPCAddr() string { return s.server.GRPCAddr() }
-
-// HTTPAddr is the address of the admin HTTP listener (health, metrics).
-func (s *Service) HTTPAddr() string { return s.server.HTTPAddr() }

@@ -28,7 +28,7 @@ import (
 	paymentsv1 "github.com/mercato-dev/mercato/internal/gen/payments/v1"
 	"github.com/mercato-dev/mercato/internal/orders"
 	"github.com/mercato-dev/mercato/internal/orders/app"
-	"github.com/mercato-dev/mercato/internal/orders/fakes"
+	"github.com/mercato-dev/mercato/internal/orders/orderstest"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
 	"github.com/mercato-dev/mercato/internal/platform/config"
@@ -40,10 +40,10 @@ import (
 )
 
 type neighbours struct {
-	catalog *fakes.Catalog
-	cart    *fakes.Cart
-	inv     *fakes.Inventory
-	pay     *fakes.Payments
+	catalog *orderstest.Catalog
+	cart    *orderstest.Cart
+	inv     *orderstest.Inventory
+	pay     *orderstest.Payments
 	addr    string
 }
 
@@ -59,13 +59,13 @@ func serveNeighbours(t *testing.T, issuer *authtest.Issuer) *neighbours {
 		auth.UnaryServerInterceptor(verifier, logger, catalogv1.CatalogService_BatchGetProducts_FullMethodName),
 	))
 	n := &neighbours{
-		catalog: fakes.NewCatalog(
+		catalog: orderstest.NewCatalog(
 			&catalogv1.Product{Id: "prod-mug", Sku: "SKU-MUG", Name: "Mug", PriceCents: 1250, Currency: "EUR"},
 			&catalogv1.Product{Id: "prod-pen", Sku: "SKU-PEN", Name: "Pen", PriceCents: 99, Currency: "EUR"},
 		),
-		cart: fakes.NewCart(issuer.KeySource()),
-		inv:  fakes.NewInventory(),
-		pay:  fakes.NewPayments(),
+		cart: orderstest.NewCart(issuer.KeySource()),
+		inv:  orderstest.NewInventory(),
+		pay:  orderstest.NewPayments(),
 	}
 	n.inv.SetOnHand("SKU-MUG", 10)
 	catalogv1.RegisterCatalogServiceServer(gs, n.catalog)
@@ -248,7 +248,7 @@ func testService(t *testing.T, dbURL string) {
 		require.Equal(t, "arrived broken", cancelled.GetReason())
 		refunded, _ := c.event(t, app.SubjectOrderRefunded, o.GetId())
 		require.True(t, refunded.Refunded)
-		require.Equal(t, fakes.StockLevel{OnHand: 10}, c.n.inv.Stock("SKU-MUG"))
+		require.Equal(t, orderstest.StockLevel{OnHand: 10}, c.n.inv.Stock("SKU-MUG"))
 
 		_, err = c.client.CancelOrder(ctx, &ordersv1.CancelOrderRequest{Id: o.GetId()})
 		require.Equal(t, codes.AlreadyExists, status.Code(err))
@@ -316,10 +316,10 @@ func testService(t *testing.T, dbURL string) {
 		body, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
 		text := string(body)
-		require.Contains(t, text, `orders_saga_outcomes_total{reason="confirmed",status="confirmed"}`)
-		require.Contains(t, text, `orders_saga_outcomes_total{reason="out_of_stock",status="rejected"}`)
-		require.Contains(t, text, `orders_saga_duration_seconds_bucket`)
-		require.Contains(t, text, "orders_in_flight")
+		require.Contains(t, text, `mercato_orders_saga_outcomes_total{reason="confirmed",status="confirmed"}`)
+		require.Contains(t, text, `mercato_orders_saga_outcomes_total{reason="out_of_stock",status="rejected"}`)
+		require.Contains(t, text, `mercato_orders_saga_duration_seconds_bucket`)
+		require.Contains(t, text, "mercato_orders_in_flight")
 		require.True(t, strings.Contains(text, `circuit_breaker_state{target="inventory"}`))
 	})
 }

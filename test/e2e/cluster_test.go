@@ -374,7 +374,7 @@ func (c *cluster) dumpLogs(t *testing.T) {
 }
 
 // metric reads the value of one sample from service's /metrics, e.g.
-// `orders_saga_step_retries_total{step="authorize_payment"}`; 0 when the
+// `mercato_orders_saga_step_retries_total{step="authorize_payment"}`; 0 when the
 // sample is not there (yet).
 func (c *cluster) metric(t *testing.T, service, sample string) float64 {
 	t.Helper()

@@ -12,7 +12,7 @@ import (
 
 // authorizeRetries is the orders metric counting failed authorizations
 // that the saga will try again.
-const authorizeRetries = `orders_saga_step_retries_total{step="authorize_payment"}`
+const authorizeRetries = `mercato_orders_saga_step_retries_total{step="authorize_payment"}`
 
 // TestOutages takes a service away while orders wait for it. Payments back
 // before the saga deadline: the orders confirm; gone past it: they are

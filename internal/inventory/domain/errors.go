@@ -6,6 +6,15 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/apperr"
 )
 
+// CauseOutOfStock names an out-of-stock refusal (apperr.Cause, the "cause"
+// of the ErrorInfo on the wire), and MetadataSKU the metadata that says
+// which sku was short. Both are part of the API: the orders saga rejects
+// an order on them.
+const (
+	CauseOutOfStock = "out_of_stock"
+	MetadataSKU     = "sku"
+)
+
 // Errors of the inventory. Every one carries a kind and a client-safe
 // message; the saga matches them with errors.Is or by kind.
 var (
@@ -25,7 +34,7 @@ var (
 	ErrTTLRange      = apperr.New(apperr.Invalid, "ttl_seconds must be between 0 and 86400")
 
 	// ErrOutOfStock matches (errors.Is) every OutOfStockError.
-	ErrOutOfStock = apperr.New(apperr.Conflict, "insufficient stock")
+	ErrOutOfStock = apperr.New(apperr.Conflict, "insufficient stock", apperr.WithCause(CauseOutOfStock))
 
 	ErrReservationNotFound = apperr.New(apperr.NotFound, "reservation not found")
 	// ErrLinesDiffer: the order id already has a reservation for other lines.
@@ -44,10 +53,14 @@ type OutOfStockError struct{ SKU string }
 
 func (e *OutOfStockError) Error() string { return "insufficient stock for sku " + e.SKU }
 
-// Unwrap exposes a kinded error with the sku in its message first (what
-// apperr.Public finds) and the sentinel second (what errors.Is matches).
+// Unwrap exposes a kinded error with the sku in its message and metadata
+// first (what apperr.Public finds) and the sentinel second (what
+// errors.Is matches).
 func (e *OutOfStockError) Unwrap() []error {
-	return []error{apperr.New(apperr.Conflict, e.Error()), ErrOutOfStock}
+	return []error{
+		apperr.New(apperr.Conflict, e.Error(), apperr.WithCause(CauseOutOfStock), apperr.WithMetadata(MetadataSKU, e.SKU)),
+		ErrOutOfStock,
+	}
 }
 
 // BelowReservedError is SetStock asking for less on hand than is reserved.

@@ -4,13 +4,50 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/mercato-dev/mercato/internal/orders/app"
+	"github.com/mercato-dev/mercato/internal/platform/server"
 )
+
+// Causes of the neighbours' errors orders tells apart, as inventory and
+// payments name them in their ErrorInfo (server.CauseKey). Messages are
+// for people and are never read.
+const (
+	causeOutOfStock          = "out_of_stock"
+	causeUnknownPaymentToken = "unknown_payment_token"
+	causeCaptureInProgress   = "capture_in_progress"
+	// metadataSKU is the ErrorInfo metadata naming the sku out of stock.
+	metadataSKU = "sku"
+)
+
+// errorDetails is what a neighbour's error says besides its code.
+type errorDetails struct {
+	// retry: the error carries RetryInfo, so the refusal changed nothing
+	// and asks to be retried.
+	retry bool
+	// cause and metadata come from the mercato ErrorInfo.
+	cause    string
+	metadata map[string]string
+}
+
+func detailsOf(err error) errorDetails {
+	var d errorDetails
+	for _, detail := range status.Convert(err).Details() {
+		switch detail := detail.(type) {
+		case *errdetails.RetryInfo:
+			d.retry = true
+		case *errdetails.ErrorInfo:
+			if detail.GetDomain() == server.ErrorDomain {
+				d.cause, d.metadata = detail.GetMetadata()[server.CauseKey], detail.GetMetadata()
+			}
+		}
+	}
+	return d
+}
 
 // classify wraps a failed call's error in the app's classification, so the
 // saga can tell an answer from a failure. Authentication failures count as
@@ -33,7 +70,7 @@ func classify(op string, err error) error {
 			// A conflict that asks to be retried (an operation in
 			// progress, a concurrent change) is a refusal without effect,
 			// not an answer about the order.
-			if strings.Contains(strings.ToLower(status.Convert(err).Message()), "retry") {
+			if detailsOf(err).retry {
 				class = app.ErrUnavailable
 			}
 		case codes.InvalidArgument:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -27,19 +26,6 @@ func NewInventoryGRPCClient(c inventoryv1.InventoryServiceClient) *InventoryGRPC
 	return &InventoryGRPCClient{c: c}
 }
 
-// outOfStockSKU reads inventory's conflict message for a reservation it
-// cannot hold, "insufficient stock for sku X", and returns X.
-func outOfStockSKU(msg string) (sku string, short bool) {
-	lower := strings.ToLower(msg)
-	if !strings.HasPrefix(lower, "insufficient stock") {
-		return "", false
-	}
-	if i := strings.Index(lower, "for sku "); i >= 0 {
-		return strings.TrimSpace(msg[i+len("for sku "):]), true
-	}
-	return "", true
-}
-
 // Reserve implements app.Inventory.
 func (c *InventoryGRPCClient) Reserve(ctx context.Context, orderID string, lines []app.StockLine, ttl time.Duration) (app.Reservation, error) {
 	req := &inventoryv1.ReserveStockRequest{
@@ -52,18 +38,23 @@ func (c *InventoryGRPCClient) Reserve(ctx context.Context, orderID string, lines
 	}
 	res, err := c.c.ReserveStock(ctx, req)
 	if err != nil {
-		if st, ok := status.FromError(err); ok && st.Code() == codes.AlreadyExists {
-			if sku, short := outOfStockSKU(st.Message()); short {
-				return app.Reservation{}, fmt.Errorf("reserve stock: %w", &app.OutOfStockError{SKU: sku})
-			}
-		}
-		return app.Reservation{}, classify("reserve stock", err)
+		return app.Reservation{}, c.reserveError(err)
 	}
-	out := app.Reservation{Status: res.GetStatus()}
+	out := app.Reservation{Status: reservationStatus(res.GetStatus())}
 	if res.GetExpiresAt() != nil {
 		out.ExpiresAt = res.GetExpiresAt().AsTime()
 	}
 	return out, nil
+}
+
+// reserveError classifies a failed reservation, telling apart inventory's
+// refusal for want of stock (cause out_of_stock, the short sku in the
+// metadata).
+func (c *InventoryGRPCClient) reserveError(err error) error {
+	if d := detailsOf(err); status.Code(err) == codes.AlreadyExists && d.cause == causeOutOfStock {
+		return fmt.Errorf("reserve stock: %w", &app.OutOfStockError{SKU: d.metadata[metadataSKU]})
+	}
+	return classify("reserve stock", err)
 }
 
 // Commit implements app.Inventory.
@@ -82,4 +73,19 @@ func (c *InventoryGRPCClient) Release(ctx context.Context, orderID string) error
 func (c *InventoryGRPCClient) Restock(ctx context.Context, orderID string) error {
 	_, err := c.c.RestockOrder(ctx, &inventoryv1.RestockOrderRequest{OrderId: orderID})
 	return classify("restock order", err)
+}
+
+// reservationStatuses are inventory's reservation statuses on the wire.
+var reservationStatuses = map[string]app.ReservationStatus{
+	"reserved":  app.ReservationReserved,
+	"committed": app.ReservationCommitted,
+	"released":  app.ReservationReleased,
+	"restocked": app.ReservationRestocked,
+	"expired":   app.ReservationExpired,
+}
+
+// reservationStatus maps inventory's status to the app's; a status it does
+// not know is app.ReservationStatusUnknown, which holds no stock.
+func reservationStatus(s string) app.ReservationStatus {
+	return reservationStatuses[s] // the zero value is ReservationStatusUnknown
 }

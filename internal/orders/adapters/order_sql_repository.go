@@ -25,7 +25,9 @@ type Outbox interface {
 	Wake()
 }
 
-// OrderSQLRepository is the app.Repository on SQLite or PostgreSQL.
+// OrderSQLRepository is the orders service's store on SQLite or
+// PostgreSQL: it implements app.OrderRepository, app.SagaRepository and
+// app.IdempotencyKeyRepository over the same tables.
 //
 // order_events is the source of truth; its primary key (order_id,
 // version) is the optimistic concurrency check. The orders row is the read
@@ -36,7 +38,11 @@ type OrderSQLRepository struct {
 	outbox Outbox
 }
 
-var _ app.Repository = (*OrderSQLRepository)(nil)
+var (
+	_ app.OrderRepository          = (*OrderSQLRepository)(nil)
+	_ app.SagaRepository           = (*OrderSQLRepository)(nil)
+	_ app.IdempotencyKeyRepository = (*OrderSQLRepository)(nil)
+)
 
 // NewOrderSQLRepository returns the repository over d, whose schema the
 // orders migrations and events.EnsureSchema created.
@@ -47,7 +53,7 @@ func NewOrderSQLRepository(d *db.DB, outbox Outbox) *OrderSQLRepository {
 const viewColumns = `id, user_id, email, status, items, total_cents, currency, shipping_address,
 	reason, refunded, payment_id, version, created_at, updated_at`
 
-// Create implements app.Repository.
+// Create implements app.OrderRepository.
 func (r *OrderSQLRepository) Create(ctx context.Context, key app.IdempotencyRecord, o domain.Order, evs []domain.Event, out []events.Event, saga app.SagaWrite) error {
 	items, addr, err := encodeView(o)
 	if err != nil {
@@ -94,7 +100,7 @@ func (r *OrderSQLRepository) Create(ctx context.Context, key app.IdempotencyReco
 	return nil
 }
 
-// FindIdempotencyKey implements app.Repository.
+// FindIdempotencyKey implements app.IdempotencyKeyRepository.
 func (r *OrderSQLRepository) FindIdempotencyKey(ctx context.Context, userID, key string) (app.IdempotencyRecord, bool, error) {
 	rec := app.IdempotencyRecord{UserID: userID, Key: key}
 	err := r.db.QueryRowContext(ctx,
@@ -114,7 +120,7 @@ func (r *OrderSQLRepository) FindIdempotencyKey(ctx context.Context, userID, key
 // (PostgreSQL) for long.
 const forgetBatch = 1000
 
-// ForgetIdempotencyKeys implements app.Repository.
+// ForgetIdempotencyKeys implements app.IdempotencyKeyRepository.
 func (r *OrderSQLRepository) ForgetIdempotencyKeys(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	for {
@@ -135,7 +141,7 @@ func (r *OrderSQLRepository) ForgetIdempotencyKeys(ctx context.Context, before t
 	}
 }
 
-// Append implements app.Repository.
+// Append implements app.OrderRepository.
 //
 // Items, prices and the address are fixed at placement, so only the
 // columns an event can change are written.
@@ -218,7 +224,7 @@ func insertEvents(ctx context.Context, tx *sql.Tx, orderID string, expected int6
 	return nil
 }
 
-// Load implements app.Repository.
+// Load implements app.OrderRepository.
 func (r *OrderSQLRepository) Load(ctx context.Context, id string) (domain.Order, app.SagaState, error) {
 	var (
 		st      app.SagaState
@@ -246,7 +252,7 @@ func (r *OrderSQLRepository) Load(ctx context.Context, id string) (domain.Order,
 	return o, st, nil
 }
 
-// Rebuild implements app.Repository.
+// Rebuild implements app.OrderRepository.
 func (r *OrderSQLRepository) Rebuild(ctx context.Context, id string) (domain.Order, error) {
 	evs, err := r.Events(ctx, id)
 	if err != nil {
@@ -262,7 +268,7 @@ func (r *OrderSQLRepository) Rebuild(ctx context.Context, id string) (domain.Ord
 	return o, nil
 }
 
-// Events implements app.Repository.
+// Events implements app.OrderRepository.
 func (r *OrderSQLRepository) Events(ctx context.Context, id string) ([]domain.Event, error) {
 	rows, err := r.db.QueryContext(ctx,
 		`SELECT version, type, data, occurred_at FROM order_events WHERE order_id = $1 ORDER BY version`, id)
@@ -291,7 +297,7 @@ func (r *OrderSQLRepository) Events(ctx context.Context, id string) ([]domain.Ev
 	return out, nil
 }
 
-// Get implements app.Repository.
+// Get implements app.OrderRepository.
 func (r *OrderSQLRepository) Get(ctx context.Context, id string) (domain.View, error) {
 	v, err := scanView(r.db.QueryRowContext(ctx, `SELECT `+viewColumns+` FROM orders WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -303,7 +309,7 @@ func (r *OrderSQLRepository) Get(ctx context.Context, id string) (domain.View, e
 	return v, nil
 }
 
-// List implements app.Repository.
+// List implements app.OrderRepository.
 func (r *OrderSQLRepository) List(ctx context.Context, userID, after string, limit int) ([]domain.View, error) {
 	var (
 		where []string
@@ -342,7 +348,7 @@ func (r *OrderSQLRepository) List(ctx context.Context, userID, after string, lim
 	return out, nil
 }
 
-// Claim implements app.Repository.
+// Claim implements app.SagaRepository.
 func (r *OrderSQLRepository) Claim(ctx context.Context, id, owner string, now, until time.Time) (app.SagaState, bool, error) {
 	var (
 		st      app.SagaState
@@ -366,7 +372,7 @@ func (r *OrderSQLRepository) Claim(ctx context.Context, id, owner string, now, u
 	return st, true, nil
 }
 
-// Due implements app.Repository.
+// Due implements app.SagaRepository.
 func (r *OrderSQLRepository) Due(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT id FROM orders
 		WHERE saga_step <> 'done' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
@@ -389,7 +395,7 @@ func (r *OrderSQLRepository) Due(ctx context.Context, now time.Time, limit int) 
 	return ids, nil
 }
 
-// ScheduleRetry implements app.Repository.
+// ScheduleRetry implements app.SagaRepository.
 func (r *OrderSQLRepository) ScheduleRetry(ctx context.Context, id, owner string, version int64, retry app.Retry) error {
 	return r.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE orders SET attempts = $1, next_attempt_at = $2
@@ -407,7 +413,7 @@ func (r *OrderSQLRepository) ScheduleRetry(ctx context.Context, id, owner string
 	})
 }
 
-// SetPaymentAttempt implements app.Repository.
+// SetPaymentAttempt implements app.SagaRepository.
 func (r *OrderSQLRepository) SetPaymentAttempt(ctx context.Context, id string, p app.PaymentAttempt) error {
 	if _, err := r.db.ExecContext(ctx, `UPDATE orders SET payment_attempt = $1 WHERE id = $2`, int(p), id); err != nil {
 		return fmt.Errorf("set payment attempt: %w", err)
@@ -415,7 +421,7 @@ func (r *OrderSQLRepository) SetPaymentAttempt(ctx context.Context, id string, p
 	return nil
 }
 
-// ReleaseLease implements app.Repository.
+// ReleaseLease implements app.SagaRepository.
 func (r *OrderSQLRepository) ReleaseLease(ctx context.Context, id, owner string) error {
 	if _, err := r.db.ExecContext(ctx,
 		`UPDATE orders SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2`, id, owner); err != nil {
@@ -424,7 +430,7 @@ func (r *OrderSQLRepository) ReleaseLease(ctx context.Context, id, owner string)
 	return nil
 }
 
-// ReleaseLeases implements app.Repository.
+// ReleaseLeases implements app.SagaRepository.
 func (r *OrderSQLRepository) ReleaseLeases(ctx context.Context, owner string) (int64, error) {
 	res, err := r.db.ExecContext(ctx,
 		`UPDATE orders SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1`, owner)
@@ -438,7 +444,7 @@ func (r *OrderSQLRepository) ReleaseLeases(ctx context.Context, owner string) (i
 	return n, nil
 }
 
-// CountInFlight implements app.Repository.
+// CountInFlight implements app.SagaRepository.
 func (r *OrderSQLRepository) CountInFlight(ctx context.Context) (int64, error) {
 	var n int64
 	if err := r.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders WHERE saga_step <> 'done'`).Scan(&n); err != nil {

@@ -3,7 +3,6 @@ package adapters
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -34,7 +33,22 @@ func (c *PaymentsGRPCClient) Authorize(ctx context.Context, a app.Authorization)
 	if err != nil {
 		return app.Payment{}, classifyToken("authorize payment", err)
 	}
-	return app.Payment{ID: p.GetId(), Status: p.GetStatus(), DeclineCode: p.GetDeclineCode()}, nil
+	return app.Payment{ID: p.GetId(), Status: paymentStatus(p.GetStatus()), DeclineCode: p.GetDeclineCode()}, nil
+}
+
+// paymentStatuses are payments' statuses on the wire.
+var paymentStatuses = map[string]app.PaymentStatus{
+	"authorized": app.PaymentAuthorized,
+	"declined":   app.PaymentDeclined,
+	"captured":   app.PaymentCaptured,
+	"voided":     app.PaymentVoided,
+	"refunded":   app.PaymentRefunded,
+}
+
+// paymentStatus maps payments' status to the app's; a status it does not
+// know is app.PaymentStatusUnknown.
+func paymentStatus(s string) app.PaymentStatus {
+	return paymentStatuses[s] // the zero value is PaymentStatusUnknown
 }
 
 // CheckPaymentToken implements app.PaymentMethods.
@@ -44,10 +58,9 @@ func (c *PaymentsGRPCClient) CheckPaymentToken(ctx context.Context, token string
 }
 
 // classifyToken is classify, telling apart payments' refusal of the card
-// token ("unknown payment token").
+// token (cause unknown_payment_token).
 func classifyToken(op string, err error) error {
-	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument &&
-		strings.Contains(strings.ToLower(st.Message()), "payment token") {
+	if status.Code(err) == codes.InvalidArgument && detailsOf(err).cause == causeUnknownPaymentToken {
 		return fmt.Errorf("%s: %w: %w", op, app.ErrPaymentTokenRejected, err)
 	}
 	return classify(op, err)
@@ -72,11 +85,10 @@ func (c *PaymentsGRPCClient) Refund(ctx context.Context, paymentID string) error
 }
 
 // classifyChange is classify, telling apart payments' refusal because a
-// capture is in progress ("payment has a capture in progress; retry the
-// capture"): only finishing that capture unblocks the payment.
+// capture is in progress (cause capture_in_progress): only finishing that
+// capture unblocks the payment.
 func classifyChange(op string, err error) error {
-	if st, ok := status.FromError(err); ok && st.Code() != codes.OK &&
-		strings.Contains(strings.ToLower(st.Message()), "capture in progress") {
+	if err != nil && detailsOf(err).cause == causeCaptureInProgress {
 		return fmt.Errorf("%s: %w: %w", op, app.ErrCaptureInProgress, err)
 	}
 	return classify(op, err)

@@ -20,7 +20,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/orders/adapters"
 	"github.com/mercato-dev/mercato/internal/orders/app"
 	"github.com/mercato-dev/mercato/internal/orders/domain"
-	"github.com/mercato-dev/mercato/internal/orders/fakes"
+	"github.com/mercato-dev/mercato/internal/orders/orderstest"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
 	"github.com/mercato-dev/mercato/internal/platform/db"
@@ -131,10 +131,10 @@ type harness struct {
 	clock              *clock
 	issuer             *authtest.Issuer
 	repo               *adapters.OrderSQLRepository
-	inv                *fakes.Inventory
-	pay                *fakes.Payments
-	catalog            *fakes.Catalog
-	cart               *fakes.Cart
+	inv                *orderstest.Inventory
+	pay                *orderstest.Payments
+	catalog            *orderstest.Catalog
+	cart               *orderstest.Cart
 	crash              *crasher
 	wrapInv            func(app.Inventory) app.Inventory
 	wrapPay            func(app.Payments) app.Payments
@@ -167,17 +167,17 @@ func newHarness(t *testing.T, d *db.DB, opts ...option) *harness {
 	h := &harness{
 		t: t, db: d, user: "user-" + suffix, other: "other-" + suffix, admin: "admin-" + suffix, clock: &clock{t: time.Now().UTC().Truncate(time.Millisecond)},
 		issuer: authtest.New(t), repo: adapters.NewOrderSQLRepository(d, events.NewOutbox(d)),
-		inv: fakes.NewInventory(), pay: fakes.NewPayments(), crash: &crasher{},
+		inv: orderstest.NewInventory(), pay: orderstest.NewPayments(), crash: &crasher{},
 		wrapInv: func(i app.Inventory) app.Inventory { return i },
 		wrapPay: func(p app.Payments) app.Payments { return p },
 	}
-	h.catalog = fakes.NewCatalog(
+	h.catalog = orderstest.NewCatalog(
 		&catalogv1.Product{Id: mug, Sku: "SKU-MUG", Name: "Mug", PriceCents: 1250, Currency: "EUR"},
 		&catalogv1.Product{Id: pen, Sku: "SKU-PEN", Name: "Pen", PriceCents: 99, Currency: "EUR"},
 		&catalogv1.Product{Id: hat, Sku: "SKU-HAT", Name: "Hat", PriceCents: 500, Currency: "USD"},
 		&catalogv1.Product{Id: car, Sku: "SKU-CAR", Name: "Car", PriceCents: 100_000_000, Currency: "EUR"},
 	)
-	h.cart = fakes.NewCart(h.issuer.KeySource())
+	h.cart = orderstest.NewCart(h.issuer.KeySource())
 	for _, sku := range []string{"SKU-MUG", "SKU-PEN", "SKU-HAT", "SKU-CAR"} {
 		h.inv.SetOnHand(sku, initial)
 	}
@@ -209,12 +209,12 @@ func (h *harness) start() {
 		w = os.Stderr
 	}
 	logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	inv := h.wrapInv(adapters.NewInventoryGRPCClient(fakes.InventoryClient(h.inv)))
-	pay := h.wrapPay(adapters.NewPaymentsGRPCClient(fakes.PaymentsClient(h.pay)))
-	h.saga = app.NewSaga(h.repo, inv, pay, logger, cfg)
-	h.orders = app.NewOrders(h.repo,
-		adapters.NewCatalogGRPCClient(fakes.CatalogClient(h.catalog)),
-		adapters.NewCartGRPCClient(fakes.CartClient(h.cart)), pay,
+	inv := h.wrapInv(adapters.NewInventoryGRPCClient(orderstest.InventoryClient(h.inv)))
+	pay := h.wrapPay(adapters.NewPaymentsGRPCClient(orderstest.PaymentsClient(h.pay)))
+	h.saga = app.NewSaga(h.repo, h.repo, inv, pay, logger, cfg)
+	h.orders = app.NewOrders(h.repo, h.repo,
+		adapters.NewCatalogGRPCClient(orderstest.CatalogClient(h.catalog)),
+		adapters.NewCartGRPCClient(orderstest.CartClient(h.cart)), pay,
 		h.saga, logger, app.OrdersConfig{PageTokenKey: []byte("0123456789abcdef"), Now: h.now(), Fault: h.crash.hook})
 }
 
@@ -379,7 +379,7 @@ type outcome struct {
 	Reason      string
 	Refunded    bool
 	Events      []domain.EventType
-	Stock       fakes.StockLevel
+	Stock       orderstest.StockLevel
 	Reservation string
 	Payments    []string
 	Captures    int

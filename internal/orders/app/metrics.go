@@ -17,20 +17,20 @@ type sagaMetrics struct {
 func newSagaMetrics(reg prometheus.Registerer) *sagaMetrics {
 	m := &sagaMetrics{
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "orders_saga_outcomes_total",
+			Namespace: "mercato", Subsystem: "orders", Name: "saga_outcomes_total",
 			Help: "Orders that reached a terminal state, by status and reason class.",
 		}, []string{"status", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "orders_saga_duration_seconds",
+			Namespace: "mercato", Subsystem: "orders", Name: "saga_duration_seconds",
 			Help:    "Time from placement to the first terminal state, by status.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"status"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "orders_saga_step_retries_total",
+			Namespace: "mercato", Subsystem: "orders", Name: "saga_step_retries_total",
 			Help: "Saga steps that failed transiently and were scheduled again, by step.",
 		}, []string{"step"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "orders_in_flight",
+			Namespace: "mercato", Subsystem: "orders", Name: "in_flight",
 			Help: "Orders whose saga has not finished (every replica reports the shared count).",
 		}),
 	}

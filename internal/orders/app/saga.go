@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -126,9 +125,14 @@ func (c SagaConfig) withDefaults() SagaConfig {
 // makes one of them reload and decide again. A cancellation is appended
 // without the lock, while a step may be running, and is met the same way.
 //
+// This file holds the run of one order; saga_run.go the workers, leases
+// and polling around it; saga_steps.go the forward steps and
+// saga_compensations.go the steps that undo them.
+//
 // A Saga is safe for concurrent use.
 type Saga struct {
-	repo    Repository
+	orders  OrderRepository
+	store   SagaRepository
 	inv     Inventory
 	pay     Payments
 	log     *slog.Logger
@@ -147,11 +151,12 @@ type Saga struct {
 	rerun map[string]bool
 }
 
-// NewSaga returns a saga over repo and the two neighbours it drives.
-func NewSaga(repo Repository, inv Inventory, pay Payments, logger *slog.Logger, cfg SagaConfig) *Saga {
+// NewSaga returns a saga over the order store, its own bookkeeping (usually
+// the same repository) and the two neighbours it drives.
+func NewSaga(orders OrderRepository, store SagaRepository, inv Inventory, pay Payments, logger *slog.Logger, cfg SagaConfig) *Saga {
 	cfg = cfg.withDefaults()
 	return &Saga{
-		repo: repo, inv: inv, pay: pay, log: logger, cfg: cfg,
+		orders: orders, store: store, inv: inv, pay: pay, log: logger, cfg: cfg,
 		metrics:  newSagaMetrics(cfg.Registerer),
 		locks:    newOrderLocks(),
 		outcomes: newOutcomes(),
@@ -170,20 +175,6 @@ type Progress struct {
 	Terminal bool
 	// RetryAt is set when a step failed and was scheduled again.
 	RetryAt time.Time
-}
-
-// Wake asks the workers to advance the order soon. It never blocks.
-func (s *Saga) Wake(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.queued[id] {
-		return
-	}
-	select {
-	case s.queue <- id:
-		s.queued[id] = true
-	default: // full: the poll finds it
-	}
 }
 
 // Drive advances the order now, in the caller's goroutine, until it is
@@ -214,321 +205,114 @@ func (s *Saga) DriveIfIdle(ctx context.Context, id string) (Progress, error) {
 	return s.drive(ctx, id, nil)
 }
 
-// tryLock takes the order's lock if no run holds it; otherwise it marks
-// the order to be woken when that run ends.
-func (s *Saga) tryLock(id string) (unlock func(), ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	unlock, ok = s.locks.tryLock(id)
-	if !ok {
-		s.rerun[id] = true
-	}
-	return unlock, ok
+// run is what one claim of an order knows of it between two steps: the
+// order as its stream records it and the saga's bookkeeping. A step
+// returns the run it leaves behind rather than changing this one.
+type run struct {
+	order domain.Order
+	state SagaState
+	// armed says this run armed the payment attempt itself, and so knows
+	// that no authorization call of its own was cut short.
+	armed bool
 }
 
-// unlock releases the order's lock and wakes the order if it was asked
-// for while locked. Both happen under s.mu, as the marking in tryLock
-// does, so a request cannot slip between the release and the check.
-func (s *Saga) unlock(id string, unlock func()) {
-	s.mu.Lock()
-	unlock()
-	again := s.rerun[id]
-	delete(s.rerun, id)
-	s.mu.Unlock()
-	if again {
-		s.Wake(id)
-	}
+// paymentInDoubt reports whether an authorization may exist that the
+// stream does not record.
+func (r run) paymentInDoubt() bool {
+	p := r.state.PaymentAttempt
+	return p == PaymentAttemptUncertain || (p == PaymentAttemptArmed && !r.armed)
 }
 
-// Recover drops the leases this instance held before a restart, so its
-// orders resume at once.
-func (s *Saga) Recover(ctx context.Context) error {
-	n, err := s.repo.ReleaseLeases(ctx, s.cfg.InstanceID)
-	if err != nil {
-		return fmt.Errorf("release leases: %w", err)
-	}
-	if n > 0 {
-		s.log.InfoContext(ctx, "took back orders leased before a restart", "orders", n)
-	}
-	return nil
+// nextStep is the step due at now.
+func (r run) nextStep(now time.Time) domain.Step {
+	return r.order.NextStep(now, r.paymentInDoubt())
 }
 
-// Run is the executor as a server component: it recovers this instance's
-// leases, then runs the workers and the poller until ctx is cancelled.
-// Running steps finish (each is bounded by CallTimeout) before Run returns.
-func (s *Saga) Run(ctx context.Context) error {
-	if err := s.Recover(ctx); err != nil {
-		s.log.WarnContext(ctx, "saga recovery failed, leases expire on their own", "error", err.Error())
-	}
-	stop := make(chan struct{})
-	work := context.WithoutCancel(ctx)
-	var wg sync.WaitGroup
-	for range s.cfg.Workers {
-		wg.Go(func() { s.work(work, stop) })
-	}
-	ticker := time.NewTicker(s.cfg.PollInterval)
-	defer ticker.Stop()
-	for {
-		s.poll(ctx)
-		select {
-		case <-ctx.Done():
-			close(stop)
-			wg.Wait()
-			return nil
-		case <-ticker.C:
-		}
-	}
-}
-
-func (s *Saga) poll(ctx context.Context) {
-	ids, err := s.repo.Due(ctx, s.cfg.Now(), s.cfg.Workers*4)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.WarnContext(ctx, "polling due orders failed", "error", err.Error())
-		}
-		return
-	}
-	for _, id := range ids {
-		s.Wake(id)
-	}
-	if n, err := s.repo.CountInFlight(ctx); err == nil {
-		s.metrics.inFlight.Set(float64(n))
-	}
-}
-
-func (s *Saga) work(ctx context.Context, stop <-chan struct{}) {
-	for {
-		select {
-		case <-stop:
-			return
-		case id := <-s.queue:
-			s.mu.Lock()
-			delete(s.queued, id)
-			s.mu.Unlock()
-			s.advance(ctx, id, stop)
-		}
-	}
-}
-
-// advance runs one order unless someone in this process already does.
-func (s *Saga) advance(ctx context.Context, id string, stop <-chan struct{}) {
-	unlock, ok := s.tryLock(id)
-	if !ok {
-		return
-	}
-	p, err := s.drive(ctx, id, stop)
-	s.unlock(id, unlock)
-	if err != nil {
-		s.log.ErrorContext(ctx, "saga run failed", "order_id", id, "error", err.Error())
-	}
-	if !p.RetryAt.IsZero() {
-		s.WakeAt(id, p.RetryAt)
-	}
-}
-
-// WakeAt wakes the order at time at: a precise wake-up for a scheduled
-// retry, where the poll is only the safety net.
-func (s *Saga) WakeAt(id string, at time.Time) {
-	time.AfterFunc(max(time.Until(at), 0), func() { s.Wake(id) })
-}
-
-// paymentInDoubt reports whether an authorization may exist unrecorded.
-// armedByRun says the current run armed the attempt itself (and so knows
-// no call was cut short).
-func paymentInDoubt(p PaymentAttempt, armedByRun bool) bool {
-	return p == PaymentAttemptUncertain || (p == PaymentAttemptArmed && !armedByRun)
-}
-
+// drive claims the order and takes the step its state asks for, one after
+// the other, until the order is done, a step fails (and is scheduled
+// again), the workers stop, or maxStepsPerRun steps were taken.
 func (s *Saga) drive(ctx context.Context, id string, stop <-chan struct{}) (Progress, error) {
-	now := s.cfg.Now()
-	st, claimed, err := s.repo.Claim(ctx, id, s.cfg.InstanceID, now, now.Add(s.cfg.Lease))
-	if err != nil {
-		return Progress{}, fmt.Errorf("claim order %s: %w", id, err)
+	r, claimed, err := s.claim(ctx, id)
+	if err != nil || !claimed {
+		return Progress{}, err
 	}
-	if !claimed {
-		return Progress{}, nil
-	}
-	o, err := s.repo.Rebuild(ctx, id)
-	if err != nil {
-		s.releaseLease(ctx, id)
-		return Progress{}, fmt.Errorf("load order %s: %w", id, err)
-	}
-	armed := false
 	conflicts := 0
-	// leaseDropped: the last append reached the terminal step, which clears
-	// the lease in the same write, so no separate release is needed.
-	leaseDropped := false
+	// leaseHeld turns false once a write reached the terminal step: that
+	// write dropped the lease itself.
+	leaseHeld := true
 	for range maxStepsPerRun {
-		select {
-		case <-stop:
+		if stopping(stop) {
 			s.releaseLease(ctx, id)
 			return Progress{Ran: true}, nil
-		default:
 		}
-		now = s.cfg.Now()
-		step := o.NextStep(now, paymentInDoubt(st.PaymentAttempt, armed))
+		now := s.cfg.Now()
+		step := r.nextStep(now)
 		if step == domain.StepDone {
-			if !leaseDropped {
+			if leaseHeld {
 				s.releaseLease(ctx, id)
 			}
 			return Progress{Ran: true, Terminal: true}, nil
 		}
-		if step == domain.StepAuthorizePayment && st.PaymentAttempt == PaymentAttemptNone {
-			// Written before the call: should the process die during it,
-			// the next run knows an authorization may exist.
-			if err := s.repo.SetPaymentAttempt(ctx, id, PaymentAttemptArmed); err != nil {
-				return s.retryLater(ctx, o, st, step, armed, fmt.Errorf("arm payment attempt: %w", err))
-			}
-			st.PaymentAttempt, armed = PaymentAttemptArmed, true
-		}
-
-		data, err := s.execute(ctx, o, step, now)
-		if err != nil {
-			return s.retryLater(ctx, o, st, step, armed, err)
-		}
-
-		ev := domain.Event{Version: o.Version + 1, OccurredAt: storedTime(s.cfg.Now()), Data: data}
-		if err := s.fire("before:" + string(ev.Type())); err != nil {
-			return Progress{}, err
-		}
-		next := o
-		if err := next.Apply(ev); err != nil {
-			return s.retryLater(ctx, o, st, step, armed, err)
-		}
-		attempt, nextArmed := st.PaymentAttempt, armed
-		switch data.(type) {
-		case domain.StockReservedData:
-			// The next step authorizes; arming here saves a write.
-			attempt, nextArmed = PaymentAttemptArmed, true
-		case domain.PaymentAuthorizedData, domain.PaymentDeclinedData:
-			attempt, nextArmed = PaymentAttemptNone, false
-		}
-		out, err := integrationEvents(next, ev)
-		if err != nil {
-			return s.retryLater(ctx, o, st, step, armed, err)
-		}
-		evs, states := []domain.Event{ev}, []domain.Order{next}
-		// Confirming calls no neighbour, so the confirmation goes into the
-		// same write as the event that makes it due (the capture): one
-		// commit less per order, and no moment at which an order is
-		// captured but not yet confirmed in the store.
-		if next.NextStep(ev.OccurredAt, paymentInDoubt(attempt, nextArmed)) == domain.StepConfirm {
-			confirm := domain.Event{Version: next.Version + 1, OccurredAt: ev.OccurredAt, Data: domain.OrderConfirmedData{}}
-			if err := s.fire("before:" + string(confirm.Type())); err != nil {
-				return Progress{}, err
-			}
-			confirmed := next
-			if err := confirmed.Apply(confirm); err != nil {
-				return s.retryLater(ctx, o, st, step, armed, err)
-			}
-			more, err := integrationEvents(confirmed, confirm)
-			if err != nil {
-				return s.retryLater(ctx, o, st, step, armed, err)
-			}
-			evs, states, out = append(evs, confirm), append(states, confirmed), append(out, more...)
-			next = confirmed
-		}
-		write := SagaWrite{
-			Now:        ev.OccurredAt,
-			Step:       next.NextStep(ev.OccurredAt, paymentInDoubt(attempt, nextArmed)),
-			LeaseOwner: s.cfg.InstanceID, LeaseUntil: ev.OccurredAt.Add(s.cfg.Lease),
-			PaymentAttempt: &attempt,
-		}
-		wctx, cancel := detached(ctx)
-		err = s.repo.Append(wctx, next, o.Version, evs, out, write)
-		cancel()
-		if errors.Is(err, domain.ErrConcurrentModification) {
+		res := s.take(ctx, r, step, now)
+		switch res.outcome {
+		case stepRecorded:
+			r, leaseHeld = res.run, !res.leaseDropped
+		case stepFailed:
+			return s.retryLater(ctx, res.run, step, res.err)
+		case stepCrashed:
+			return Progress{}, res.err
+		case stepOvertaken:
 			// Someone else (a cancellation) appended first. The call just
 			// made was idempotent; decide again from the fresh stream.
 			conflicts++
 			if conflicts > maxConflicts {
-				return s.retryLater(ctx, o, st, step, armed, err)
+				return s.retryLater(ctx, res.run, step, res.err)
 			}
-			if o, st, err = s.repo.Load(ctx, id); err != nil {
-				s.releaseLease(ctx, id)
-				return Progress{}, fmt.Errorf("reload order %s: %w", id, err)
-			}
-			armed, leaseDropped = false, false
-			continue
-		}
-		if err != nil {
-			return s.retryLater(ctx, o, st, step, armed, fmt.Errorf("append %s: %w", ev.Type(), err))
-		}
-		before := o
-		for i, e := range evs {
-			if err := s.fire(string(e.Type())); err != nil {
+			if r, err = s.reload(ctx, id); err != nil {
 				return Progress{}, err
 			}
-			s.observe(ctx, before, states[i], e)
-			before = states[i]
+			leaseHeld = true
 		}
-		leaseDropped = write.Step == domain.StepDone
-		o, armed = next, nextArmed
-		st.PaymentAttempt, st.Attempts = attempt, 0
 	}
-	return s.retryLater(ctx, o, st, o.NextStep(s.cfg.Now(), false), armed, errors.New("too many steps in one run"))
+	return s.retryLater(ctx, r, r.order.NextStep(s.cfg.Now(), false), errors.New("too many steps in one run"))
 }
 
-// retryLater records a failed attempt of step and schedules the next one
-// with jittered exponential backoff. A forward step before the stock
-// commit is never scheduled past the deadline, so a timeout is noticed
-// when it happens.
-func (s *Saga) retryLater(ctx context.Context, o domain.Order, st SagaState, step domain.Step, armed bool, cause error) (Progress, error) {
+// claim leases the order to this replica if a step is due and no one else
+// holds it, and loads it.
+func (s *Saga) claim(ctx context.Context, id string) (run, bool, error) {
 	now := s.cfg.Now()
-	attempts := st.Attempts + 1
-	next := now.Add(s.backoff(attempts))
-	if step.BeforePointOfNoReturn() && next.After(o.DeadlineAt) {
-		next = o.DeadlineAt
-		if next.Before(now) {
-			next = now
-		}
+	st, claimed, err := s.store.Claim(ctx, id, s.cfg.InstanceID, now, now.Add(s.cfg.Lease))
+	if err != nil {
+		return run{}, false, fmt.Errorf("claim order %s: %w", id, err)
 	}
-	attempt := st.PaymentAttempt
-	switch step {
-	case domain.StepAuthorizePayment:
-		// Only a call that surely failed, after no earlier doubt, clears it.
-		if mayHaveLanded(cause) || paymentInDoubt(st.PaymentAttempt, armed) {
-			attempt = PaymentAttemptUncertain
-		} else {
-			attempt = PaymentAttemptNone
-		}
-	case domain.StepResolvePayment:
-		attempt = PaymentAttemptUncertain
+	if !claimed {
+		return run{}, false, nil
 	}
-	s.metrics.retries.WithLabelValues(string(step)).Inc()
-	level := slog.LevelInfo
-	if attempts >= 5 || !isTransient(cause) {
-		level = slog.LevelWarn
+	o, err := s.orders.Rebuild(ctx, id)
+	if err != nil {
+		s.releaseLease(ctx, id)
+		return run{}, false, fmt.Errorf("load order %s: %w", id, err)
 	}
-	s.log.Log(ctx, level, "saga step failed, will retry", "order_id", o.ID, "step", string(step),
-		"attempts", attempts, "retry_in", next.Sub(now).String(), "error", cause.Error())
-	wctx, cancel := detached(ctx)
-	defer cancel()
-	if err := s.repo.ScheduleRetry(wctx, o.ID, s.cfg.InstanceID, o.Version, Retry{
-		Attempts: attempts, NextAttemptAt: next, PaymentAttempt: attempt,
-	}); err != nil {
-		return Progress{Ran: true}, fmt.Errorf("schedule retry of order %s: %w", o.ID, err)
-	}
-	return Progress{Ran: true, RetryAt: next}, nil
+	return run{order: o, state: st}, true, nil
 }
 
-// backoff is the delay before attempt n+1: doubling from BaseBackoff,
-// capped at MaxBackoff, with equal jitter so retries of many orders spread
-// out yet never come back at once.
-func (s *Saga) backoff(attempts int) time.Duration {
-	d := s.cfg.MaxBackoff
-	if attempts < 32 {
-		d = min(s.cfg.BaseBackoff<<(attempts-1), s.cfg.MaxBackoff)
+// reload reads the order again after another writer appended to it.
+func (s *Saga) reload(ctx context.Context, id string) (run, error) {
+	o, st, err := s.orders.Load(ctx, id)
+	if err != nil {
+		s.releaseLease(ctx, id)
+		return run{}, fmt.Errorf("reload order %s: %w", id, err)
 	}
-	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1))
+	return run{order: o, state: st}, nil
 }
 
-func (s *Saga) releaseLease(ctx context.Context, id string) {
-	wctx, cancel := detached(ctx)
-	defer cancel()
-	if err := s.repo.ReleaseLease(wctx, id, s.cfg.InstanceID); err != nil {
-		s.log.WarnContext(ctx, "releasing order lease failed", "order_id", id, "error", err.Error())
+// stopping reports whether the workers are stopping (never, for nil).
+func stopping(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -561,198 +345,4 @@ func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecon
 // detached is a context for a write that must happen even if ctx ended.
 func detached(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-}
-
-// paymentKey is the authorization's idempotency key: one per order, so a
-// repeated authorization finds the first.
-func paymentKey(orderID string) string { return "order-" + orderID }
-
-// execute performs step's neighbour call and returns the event recording
-// its outcome. An error means the call failed and the step is retried.
-func (s *Saga) execute(ctx context.Context, o domain.Order, step domain.Step, now time.Time) (domain.EventData, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	defer cancel()
-	switch step {
-	case domain.StepReserveStock:
-		return s.reserve(ctx, o)
-	case domain.StepAuthorizePayment, domain.StepResolvePayment:
-		return s.authorize(ctx, o)
-	case domain.StepCommitStock:
-		err := s.inv.Commit(ctx, o.ID)
-		if err == nil {
-			return domain.StockCommittedData{}, nil
-		}
-		if isTransient(err) {
-			return nil, fmt.Errorf("commit stock: %w", err)
-		}
-		s.log.WarnContext(ctx, "inventory refused to commit the reservation", "order_id", o.ID, "error", err.Error())
-		return domain.CancellationRequestedData{Reason: domain.ReasonReservationLost, By: domain.RequestedBySystem}, nil
-	case domain.StepCapturePayment:
-		err := s.pay.Capture(ctx, o.PaymentID)
-		if err == nil {
-			return domain.PaymentCapturedData{PaymentID: o.PaymentID}, nil
-		}
-		if isTransient(err) {
-			return nil, fmt.Errorf("capture payment: %w", err)
-		}
-		s.log.WarnContext(ctx, "payments refused the capture", "order_id", o.ID, "error", err.Error())
-		return domain.CancellationRequestedData{Reason: domain.ReasonCaptureFailed, By: domain.RequestedBySystem}, nil
-	case domain.StepConfirm:
-		return domain.OrderConfirmedData{}, nil
-	case domain.StepTimeOut:
-		return domain.CancellationRequestedData{Reason: domain.ReasonTimedOut, By: domain.RequestedBySystem}, nil
-	case domain.StepReleaseStock:
-		return s.release(ctx, o, now)
-	case domain.StepRestockStock:
-		err := s.inv.Restock(ctx, o.ID)
-		switch {
-		case err == nil:
-			return domain.StockRestockedData{}, nil
-		case isTransient(err):
-			return nil, fmt.Errorf("restock: %w", err)
-		}
-		s.log.ErrorContext(ctx, "inventory refused to restock a sold order", "order_id", o.ID, "error", err.Error())
-		return domain.StockRestockedData{Note: "inventory had nothing to restock"}, nil
-	case domain.StepVoidPayment:
-		return s.void(ctx, o)
-	case domain.StepRefundPayment:
-		return s.refund(ctx, o)
-	case domain.StepCancel:
-		return o.CancelledData(), nil
-	}
-	return nil, fmt.Errorf("unknown saga step %q", step)
-}
-
-func (s *Saga) reserve(ctx context.Context, o domain.Order) (domain.EventData, error) {
-	lines := make([]StockLine, len(o.Items))
-	for i, it := range o.Items {
-		lines[i] = StockLine{SKU: it.SKU, Quantity: it.Quantity}
-	}
-	res, err := s.inv.Reserve(ctx, o.ID, lines, s.cfg.ReservationTTL)
-	var short *OutOfStockError
-	switch {
-	case err == nil:
-		if res.Status == "reserved" || res.Status == "committed" {
-			return domain.StockReservedData{ExpiresAt: res.ExpiresAt}, nil
-		}
-		// Released or expired: the hold is gone, nothing is held.
-		s.log.WarnContext(ctx, "inventory returned a reservation that no longer holds stock",
-			"order_id", o.ID, "status", res.Status)
-		return domain.OrderRejectedData{Reason: domain.ReasonReservationLost}, nil
-	case errors.As(err, &short):
-		return domain.OrderRejectedData{Reason: domain.OutOfStockReason(short.SKU), SKU: short.SKU}, nil
-	case isTransient(err):
-		return nil, fmt.Errorf("reserve stock: %w", err)
-	}
-	s.log.WarnContext(ctx, "inventory refused the reservation", "order_id", o.ID, "error", err.Error())
-	return domain.OrderRejectedData{Reason: domain.ReasonReservationFailed}, nil
-}
-
-func (s *Saga) authorize(ctx context.Context, o domain.Order) (domain.EventData, error) {
-	p, err := s.pay.Authorize(ctx, Authorization{
-		IdempotencyKey: paymentKey(o.ID), OrderID: o.ID, UserID: o.UserID,
-		AmountCents: o.TotalCents, Currency: o.Currency, PaymentToken: o.PaymentToken,
-	})
-	switch {
-	case err == nil:
-		if p.Status == "declined" {
-			return domain.PaymentDeclinedData{
-				PaymentID: p.ID, DeclineCode: p.DeclineCode, Reason: domain.DeclinedReason(p.DeclineCode),
-			}, nil
-		}
-		// Authorized, or (when resolving) already further along: the
-		// compensation steps are idempotent from there.
-		return domain.PaymentAuthorizedData{PaymentID: p.ID, AmountCents: o.TotalCents}, nil
-	case errors.Is(err, ErrPaymentTokenRejected):
-		return domain.PaymentDeclinedData{Reason: domain.ReasonTokenNotKnown}, nil
-	case isTransient(err):
-		return nil, fmt.Errorf("authorize payment: %w", err)
-	}
-	s.log.WarnContext(ctx, "payments refused the authorization", "order_id", o.ID, "error", err.Error())
-	return domain.PaymentDeclinedData{Reason: domain.ReasonPaymentFailed}, nil
-}
-
-// release gives the hold back. Inventory refusing means the reservation
-// was committed after all (a commit whose answer was lost), so it is
-// restocked instead, or that nothing is held any more.
-func (s *Saga) release(ctx context.Context, o domain.Order, now time.Time) (domain.EventData, error) {
-	err := s.inv.Release(ctx, o.ID)
-	switch {
-	case err == nil:
-		return domain.StockReleasedData{}, nil
-	case errors.Is(err, ErrNotFound):
-		return domain.StockReleasedData{Note: "inventory held nothing for the order"}, nil
-	case isTransient(err):
-		// A hold expires by itself. Past its expiry there is nothing left
-		// to release, which bounds how long an inventory outage can keep
-		// an order from finishing.
-		expiry := o.StockExpiresAt
-		if expiry.IsZero() {
-			expiry = o.DeadlineAt.Add(s.cfg.ReservationTTL)
-		}
-		if now.After(expiry.Add(holdExpiryMargin)) {
-			s.log.WarnContext(ctx, "inventory unreachable past the hold's expiry, treating the stock as released",
-				"order_id", o.ID, "error", err.Error())
-			return domain.StockReleasedData{Note: "the hold expired while inventory was unreachable"}, nil
-		}
-		return nil, fmt.Errorf("release stock: %w", err)
-	}
-	err = s.inv.Restock(ctx, o.ID)
-	switch {
-	case err == nil:
-		return domain.StockRestockedData{Note: "the reservation had been committed"}, nil
-	case isTransient(err):
-		return nil, fmt.Errorf("restock after a refused release: %w", err)
-	}
-	return domain.StockReleasedData{Note: "inventory held nothing for the order"}, nil
-}
-
-// void cancels the authorization. Payments refusing means it was captured
-// after all (a capture whose answer was lost), so it is refunded instead,
-// or that nothing is held any more.
-func (s *Saga) void(ctx context.Context, o domain.Order) (domain.EventData, error) {
-	err := s.pay.Void(ctx, o.PaymentID)
-	switch {
-	case err == nil:
-		return domain.PaymentVoidedData{PaymentID: o.PaymentID}, nil
-	case errors.Is(err, ErrCaptureInProgress):
-		// A capture whose answer was lost blocks the payment until it is
-		// finished; it is then refunded like any capture.
-		if err := s.pay.Capture(ctx, o.PaymentID); err != nil {
-			return nil, fmt.Errorf("finish the capture in progress: %w: %w", ErrUnavailable, err)
-		}
-		return domain.PaymentCapturedData{PaymentID: o.PaymentID}, nil
-	case isTransient(err):
-		return nil, fmt.Errorf("void payment: %w", err)
-	}
-	err = s.pay.Refund(ctx, o.PaymentID)
-	switch {
-	case err == nil:
-		return domain.PaymentRefundedData{PaymentID: o.PaymentID}, nil
-	case isTransient(err):
-		return nil, fmt.Errorf("refund after a refused void: %w", err)
-	}
-	s.log.WarnContext(ctx, "payments refused both void and refund", "order_id", o.ID, "error", err.Error())
-	return domain.PaymentVoidedData{PaymentID: o.PaymentID, Note: "payments held nothing for the order"}, nil
-}
-
-// refund returns a captured payment; if payments refuses (it was never
-// captured) the authorization is voided instead.
-func (s *Saga) refund(ctx context.Context, o domain.Order) (domain.EventData, error) {
-	err := s.pay.Refund(ctx, o.PaymentID)
-	switch {
-	case err == nil:
-		return domain.PaymentRefundedData{PaymentID: o.PaymentID}, nil
-	case isTransient(err):
-		return nil, fmt.Errorf("refund payment: %w", err)
-	}
-	err = s.pay.Void(ctx, o.PaymentID)
-	switch {
-	case err == nil:
-		return domain.PaymentVoidedData{PaymentID: o.PaymentID, Note: "the payment had not been captured"}, nil
-	case isTransient(err):
-		return nil, fmt.Errorf("void after a refused refund: %w", err)
-	}
-	s.log.ErrorContext(ctx, "payments refused both refund and void of a captured payment", "order_id", o.ID, "error", err.Error())
-	return domain.PaymentVoidedData{PaymentID: o.PaymentID, Note: "payments held nothing for the order"}, nil
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/mercato-dev/mercato/internal/orders/app"
 	"github.com/mercato-dev/mercato/internal/orders/domain"
-	"github.com/mercato-dev/mercato/internal/orders/fakes"
+	"github.com/mercato-dev/mercato/internal/orders/orderstest"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 )
@@ -65,7 +65,7 @@ var scenarios = []scenario{
 		},
 		want: outcome{
 			Status: domain.StatusConfirmed, Events: confirmedPath,
-			Stock: fakes.StockLevel{OnHand: initial - 2, Sold: 2}, Reservation: "committed",
+			Stock: orderstest.StockLevel{OnHand: initial - 2, Sold: 2}, Reservation: "committed",
 			Payments: []string{"captured"}, Captures: 1, Subjects: []string{"order.confirmed", "order.placed"},
 		},
 	},
@@ -78,7 +78,7 @@ var scenarios = []scenario{
 		want: outcome{
 			Status: domain.StatusRejected, Reason: "out of stock: SKU-MUG",
 			Events: types(domain.OrderPlaced, domain.OrderRejected),
-			Stock:  fakes.StockLevel{OnHand: 1}, Subjects: []string{"order.placed", "order.rejected"},
+			Stock:  orderstest.StockLevel{OnHand: 1}, Subjects: []string{"order.placed", "order.rejected"},
 		},
 	},
 	{
@@ -89,7 +89,7 @@ var scenarios = []scenario{
 		want: outcome{
 			Status: domain.StatusCancelled, Reason: "payment declined: card_declined",
 			Events: types(domain.OrderPlaced, domain.StockReserved, domain.PaymentDeclined, domain.StockReleased, domain.OrderCancelled),
-			Stock:  fakes.StockLevel{OnHand: initial}, Reservation: "released",
+			Stock:  orderstest.StockLevel{OnHand: initial}, Reservation: "released",
 			Payments: []string{"declined"}, Subjects: []string{"order.cancelled", "order.placed"},
 		},
 	},
@@ -105,7 +105,7 @@ var scenarios = []scenario{
 		want: outcome{
 			Status: domain.StatusCancelled, Reason: "payment token not recognised",
 			Events: types(domain.OrderPlaced, domain.StockReserved, domain.PaymentDeclined, domain.StockReleased, domain.OrderCancelled),
-			Stock:  fakes.StockLevel{OnHand: initial}, Reservation: "released",
+			Stock:  orderstest.StockLevel{OnHand: initial}, Reservation: "released",
 			Subjects: []string{"order.cancelled", "order.placed"},
 		},
 	},
@@ -124,7 +124,7 @@ var scenarios = []scenario{
 		},
 		want: outcome{
 			Status: domain.StatusConfirmed, Events: confirmedPath,
-			Stock: fakes.StockLevel{OnHand: initial - 2, Sold: 2}, Reservation: "committed",
+			Stock: orderstest.StockLevel{OnHand: initial - 2, Sold: 2}, Reservation: "committed",
 			Payments: []string{"captured"}, Captures: 1, Subjects: []string{"order.confirmed", "order.placed"},
 		},
 	},
@@ -138,7 +138,7 @@ var scenarios = []scenario{
 		want: outcome{
 			Status: domain.StatusCancelled, Reason: "checkout timed out",
 			Events: types(domain.OrderPlaced, domain.StockReserved, domain.CancellationRequested, domain.StockReleased, domain.OrderCancelled),
-			Stock:  fakes.StockLevel{OnHand: initial}, Reservation: "released",
+			Stock:  orderstest.StockLevel{OnHand: initial}, Reservation: "released",
 			Subjects: []string{"order.cancelled", "order.placed"},
 		},
 		noCrashMatrix: true,
@@ -157,7 +157,7 @@ var scenarios = []scenario{
 			Status: domain.StatusCancelled, Reason: "changed my mind",
 			Events: append(slices.Clone(placedReservedAuthorized),
 				domain.CancellationRequested, domain.StockReleased, domain.PaymentVoided, domain.OrderCancelled),
-			Stock: fakes.StockLevel{OnHand: initial}, Reservation: "released",
+			Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "released",
 			Payments: []string{"voided"}, Subjects: []string{"order.cancelled", "order.placed"},
 		},
 	},
@@ -172,7 +172,7 @@ var scenarios = []scenario{
 			Status: domain.StatusCancelled, Reason: "cancelled by customer", Refunded: true,
 			Events: append(slices.Clone(confirmedPath),
 				domain.RefundRequested, domain.PaymentRefunded, domain.StockRestocked, domain.OrderCancelled),
-			Stock: fakes.StockLevel{OnHand: initial}, Reservation: "restocked",
+			Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "restocked",
 			Payments: []string{"refunded"}, Captures: 1,
 			Subjects: []string{"order.cancelled", "order.confirmed", "order.placed", "order.refunded"},
 		},
@@ -193,7 +193,7 @@ var scenarios = []scenario{
 			Status: domain.StatusCancelled, Reason: "changed my mind", Refunded: true,
 			Events: append(slices.Clone(placedReservedAuthorized), domain.StockCommitted, domain.RefundRequested,
 				domain.PaymentCaptured, domain.OrderConfirmed, domain.PaymentRefunded, domain.StockRestocked, domain.OrderCancelled),
-			Stock: fakes.StockLevel{OnHand: initial}, Reservation: "restocked",
+			Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "restocked",
 			Payments: []string{"refunded"}, Captures: 1,
 			Subjects: []string{"order.cancelled", "order.placed", "order.refunded"},
 		},
@@ -213,7 +213,7 @@ var scenarios = []scenario{
 			Status: domain.StatusCancelled, Reason: "payment capture failed",
 			Events: append(slices.Clone(placedReservedAuthorized), domain.StockCommitted,
 				domain.CancellationRequested, domain.StockRestocked, domain.PaymentVoided, domain.OrderCancelled),
-			Stock: fakes.StockLevel{OnHand: initial}, Reservation: "restocked",
+			Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "restocked",
 			Payments: []string{"expired"}, Subjects: []string{"order.cancelled", "order.placed"},
 		},
 	},
@@ -231,7 +231,7 @@ var scenarios = []scenario{
 			Status: domain.StatusCancelled, Reason: "stock reservation expired",
 			Events: append(slices.Clone(placedReservedAuthorized),
 				domain.CancellationRequested, domain.StockReleased, domain.PaymentVoided, domain.OrderCancelled),
-			Stock: fakes.StockLevel{OnHand: initial}, Reservation: "expired",
+			Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "expired",
 			Payments: []string{"voided"}, Subjects: []string{"order.cancelled", "order.placed"},
 		},
 	},
@@ -351,7 +351,7 @@ func TestCancelConflicts(t *testing.T) {
 		v = h.settle(pending)
 		require.Equal(t, domain.StatusCancelled, v.Status)
 		require.Equal(t, "too slow", v.Reason)
-		require.Equal(t, fakes.StockLevel{OnHand: 5}, h.inv.Stock("SKU-PEN"))
+		require.Equal(t, orderstest.StockLevel{OnHand: 5}, h.inv.Stock("SKU-PEN"))
 	})
 }
 
@@ -382,7 +382,7 @@ func TestAmbiguousAuthorization(t *testing.T) {
 		require.Equal(t, []string{"voided"}, statuses(h.pay.Payments(id)))
 		require.Equal(t, types(domain.OrderPlaced, domain.StockReserved, domain.CancellationRequested, domain.StockReleased,
 			domain.PaymentAuthorized, domain.PaymentVoided, domain.OrderCancelled), h.eventTypes(id))
-		require.Equal(t, fakes.StockLevel{OnHand: initial}, h.inv.Stock("SKU-MUG"))
+		require.Equal(t, orderstest.StockLevel{OnHand: initial}, h.inv.Stock("SKU-MUG"))
 	})
 }
 
@@ -396,7 +396,7 @@ func TestPaymentRefused(t *testing.T) {
 		v := h.settle(h.place(h.customer(), twoMugs(visa)).ID)
 		require.Equal(t, domain.StatusCancelled, v.Status)
 		require.Equal(t, "payment failed", v.Reason)
-		require.Equal(t, fakes.StockLevel{OnHand: initial}, h.inv.Stock("SKU-MUG"))
+		require.Equal(t, orderstest.StockLevel{OnHand: initial}, h.inv.Stock("SKU-MUG"))
 	})
 }
 
@@ -489,7 +489,7 @@ func testOversell(t *testing.T, d *db.DB) {
 	require.NoError(t, err)
 	require.Equal(t, units, counts[domain.StatusConfirmed])
 	require.Equal(t, shoppers-units, counts[domain.StatusRejected])
-	require.Equal(t, fakes.StockLevel{OnHand: 0, Sold: units}, h.inv.Stock("SKU-PEN"), "never oversold: on_hand + sold = initial")
+	require.Equal(t, orderstest.StockLevel{OnHand: 0, Sold: units}, h.inv.Stock("SKU-PEN"), "never oversold: on_hand + sold = initial")
 	captures := 0
 	for _, id := range ids {
 		captures += h.pay.Captures(id)
@@ -588,7 +588,7 @@ func testCancelRace(t *testing.T, d *db.DB) {
 	stop()
 	require.NoError(t, <-runDone)
 
-	require.Equal(t, fakes.StockLevel{OnHand: 2 * shoppers}, h.inv.Stock("SKU-PEN"), "every unit is back")
+	require.Equal(t, orderstest.StockLevel{OnHand: 2 * shoppers}, h.inv.Stock("SKU-PEN"), "every unit is back")
 	for _, id := range ids {
 		v := h.get(id)
 		require.Equal(t, "raced", v.Reason)
@@ -626,7 +626,7 @@ func TestCancelDuringSlowStep(t *testing.T) {
 				Status: domain.StatusCancelled, Reason: "changed my mind",
 				Events: types(domain.OrderPlaced, domain.StockReserved, domain.CancellationRequested, domain.StockReleased,
 					domain.PaymentAuthorized, domain.PaymentVoided, domain.OrderCancelled),
-				Stock: fakes.StockLevel{OnHand: initial}, Reservation: "released",
+				Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "released",
 				Payments: []string{"voided"}, Subjects: []string{"order.cancelled", "order.placed"},
 			},
 		},
@@ -637,7 +637,7 @@ func TestCancelDuringSlowStep(t *testing.T) {
 				Status: domain.StatusCancelled, Reason: "changed my mind",
 				Events: append(slices.Clone(placedReservedAuthorized), domain.CancellationRequested,
 					domain.StockRestocked, domain.PaymentVoided, domain.OrderCancelled),
-				Stock: fakes.StockLevel{OnHand: initial}, Reservation: "restocked",
+				Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "restocked",
 				Payments: []string{"voided"}, Subjects: []string{"order.cancelled", "order.placed"},
 			},
 		},
@@ -648,7 +648,7 @@ func TestCancelDuringSlowStep(t *testing.T) {
 				Status: domain.StatusCancelled, Reason: "changed my mind", Refunded: true,
 				Events: append(slices.Clone(placedReservedAuthorized), domain.StockCommitted, domain.RefundRequested,
 					domain.PaymentCaptured, domain.OrderConfirmed, domain.PaymentRefunded, domain.StockRestocked, domain.OrderCancelled),
-				Stock: fakes.StockLevel{OnHand: initial}, Reservation: "restocked",
+				Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "restocked",
 				Payments: []string{"refunded"}, Captures: 1,
 				Subjects: []string{"order.cancelled", "order.placed", "order.refunded"},
 			},
@@ -698,7 +698,7 @@ func TestCancelDuringSlowStep(t *testing.T) {
 	})
 }
 
-func statuses(ps []fakes.PaymentRecord) []string {
+func statuses(ps []orderstest.PaymentRecord) []string {
 	var out []string
 	for _, p := range ps {
 		out = append(out, p.Status)

@@ -52,13 +52,55 @@ func (k Kind) String() string {
 
 // Error is an error with a kind and a client-safe message. Sentinels are
 // *Error values compared with errors.Is, which matches on identity.
+//
+// The message is for people and free to change. What another service acts
+// on travels as data beside it: Retryable, Cause and Metadata, which the
+// transport's mapper turns into structured details.
 type Error struct {
 	Kind    Kind
 	Message string
+	// Retryable marks a refusal that changed nothing and that the same
+	// call may get past later (an operation in progress, a concurrent
+	// change): the caller should try again rather than take it as an
+	// answer.
+	Retryable bool
+	// Cause names this particular error with a stable identifier (such as
+	// "capture_in_progress") for callers that must tell it apart from
+	// others of its kind. Empty for most errors.
+	Cause string
+	// Metadata is machine-readable detail of the error (such as the sku
+	// that is out of stock), by name.
+	Metadata map[string]string
+}
+
+// Option refines an Error made by New.
+type Option func(*Error)
+
+// Retryable marks the error as a refusal without effect that is worth
+// retrying (see Error.Retryable).
+func Retryable() Option { return func(e *Error) { e.Retryable = true } }
+
+// WithCause names the error for callers (see Error.Cause).
+func WithCause(cause string) Option { return func(e *Error) { e.Cause = cause } }
+
+// WithMetadata adds one machine-readable detail (see Error.Metadata).
+func WithMetadata(key, value string) Option {
+	return func(e *Error) {
+		if e.Metadata == nil {
+			e.Metadata = map[string]string{}
+		}
+		e.Metadata[key] = value
+	}
 }
 
 // New returns an error of kind k with a client-safe message.
-func New(k Kind, message string) *Error { return &Error{Kind: k, Message: message} }
+func New(k Kind, message string, opts ...Option) *Error {
+	e := &Error{Kind: k, Message: message}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
 
 // Newf is New with formatting. The result is never a sentinel.
 func Newf(k Kind, format string, args ...any) *Error {
@@ -84,4 +126,12 @@ func Public(err error) (Kind, string) {
 		return e.Kind, e.Message
 	}
 	return Internal, ""
+}
+
+// As returns the first *Error in err's chain, the one Public and KindOf
+// read.
+func As(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/mercato-dev/mercato/internal/platform/apperr"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
@@ -19,6 +21,10 @@ import (
 // whose Reason is the apperr kind. The gateway uses the reason to pick HTTP
 // statuses gRPC has no code for (412, 422, 429).
 const ErrorDomain = "mercato"
+
+// CauseKey is the ErrorInfo metadata key carrying an error's apperr.Cause.
+// The rest of the metadata is the error's apperr.Metadata.
+const CauseKey = "cause"
 
 // grpcCodes maps each error kind to its gRPC code.
 var grpcCodes = map[apperr.Kind]codes.Code{
@@ -34,7 +40,10 @@ var grpcCodes = map[apperr.Kind]codes.Code{
 }
 
 // Status turns err into a gRPC status: a kinded error keeps its message and
-// code; anything else becomes a masked Internal error.
+// code; anything else becomes a masked Internal error. A kinded error
+// carries an ErrorInfo (its kind as the reason, its cause and metadata as
+// metadata) and, when it is retryable, a RetryInfo: what a calling service
+// acts on, instead of the message.
 func Status(err error) *status.Status {
 	if st, ok := status.FromError(err); ok {
 		return st
@@ -45,14 +54,29 @@ func Status(err error) *status.Status {
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, "request cancelled")
 	}
-	kind, msg := apperr.Public(err)
-	code, ok := grpcCodes[kind]
+	e, ok := apperr.As(err)
 	if !ok {
 		return status.New(codes.Internal, "internal error")
 	}
-	st := status.New(code, msg)
-	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: kind.String(), Domain: ErrorDomain}); err == nil {
-		return withInfo
+	code, ok := grpcCodes[e.Kind]
+	if !ok {
+		return status.New(codes.Internal, "internal error")
+	}
+	st := status.New(code, e.Message)
+	info := &errdetails.ErrorInfo{Reason: e.Kind.String(), Domain: ErrorDomain}
+	if e.Cause != "" || len(e.Metadata) > 0 {
+		info.Metadata = make(map[string]string, len(e.Metadata)+1)
+		maps.Copy(info.Metadata, e.Metadata)
+		if e.Cause != "" {
+			info.Metadata[CauseKey] = e.Cause
+		}
+	}
+	details := []protoadapt.MessageV1{info}
+	if e.Retryable {
+		details = append(details, &errdetails.RetryInfo{})
+	}
+	if withDetails, err := st.WithDetails(details...); err == nil {
+		return withDetails
 	}
 	return st
 }

@@ -1,4 +1,4 @@
-package fakes
+package orderstest
 
 import (
 	"context"
@@ -10,10 +10,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/mercato-dev/mercato/internal/gen/inventory/v1"
+	"github.com/mercato-dev/mercato/internal/platform/apperr"
 )
 
 // Inventory is an in-memory inventory service: stock per sku and one
-// reservation per order, every call idempotent by order id.
+// reservation per order, every call idempotent by order id. A hold runs
+// out at its expiry by the fake's clock (SetClock), as the real service's
+// sweep releases it.
 type Inventory struct {
 	inventoryv1.UnimplementedInventoryServiceServer
 	Faults
@@ -54,6 +57,7 @@ func (i *Inventory) SetClock(now func() time.Time) {
 func (i *Inventory) SetOnHand(sku string, n int) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	i.sweep()
 	i.level(sku).OnHand = n
 }
 
@@ -61,6 +65,7 @@ func (i *Inventory) SetOnHand(sku string, n int) {
 func (i *Inventory) Stock(sku string) StockLevel {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	i.sweep()
 	return *i.level(sku)
 }
 
@@ -68,6 +73,7 @@ func (i *Inventory) Stock(sku string) StockLevel {
 func (i *Inventory) ReservationStatus(orderID string) (string, bool) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	i.sweep()
 	r, ok := i.reservations[orderID]
 	if !ok {
 		return "", false
@@ -75,16 +81,35 @@ func (i *Inventory) ReservationStatus(orderID string) (string, bool) {
 	return r.status, true
 }
 
-// Expire drops the order's hold as inventory does when a reservation
+// Expire drops the order's hold now, as inventory does when a reservation
 // outlives its ttl.
 func (i *Inventory) Expire(orderID string) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if r, ok := i.reservations[orderID]; ok && r.status == "reserved" {
-		for sku, q := range r.lines {
-			i.level(sku).Reserved -= q
+	if r, ok := i.reservations[orderID]; ok {
+		i.expire(r)
+	}
+}
+
+func (i *Inventory) expire(r *reservation) {
+	if r.status != "reserved" {
+		return
+	}
+	for sku, q := range r.lines {
+		i.level(sku).Reserved -= q
+	}
+	r.status = "expired"
+}
+
+// sweep expires every hold past its expiry, as the real service's
+// background sweep does (and its commit, even before the sweep). i.mu
+// must be held.
+func (i *Inventory) sweep() {
+	now := i.now()
+	for _, r := range i.reservations {
+		if !r.expiresAt.IsZero() && !now.Before(r.expiresAt) {
+			i.expire(r)
 		}
-		r.status = "expired"
 	}
 }
 
@@ -98,6 +123,7 @@ type InventorySnapshot struct {
 func (i *Inventory) Snapshot() InventorySnapshot {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	i.sweep()
 	s := InventorySnapshot{Stock: map[string]StockLevel{}, Reservations: map[string]string{}}
 	for sku, l := range i.stock {
 		s.Stock[sku] = *l
@@ -144,20 +170,27 @@ func (i *Inventory) ReserveStock(ctx context.Context, req *inventoryv1.ReserveSt
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if r, ok := i.reservations[req.GetOrderId()]; ok {
-		return i.answer(req.GetOrderId(), r), after()
-	}
+	i.sweep()
 	if len(req.GetLines()) == 0 {
-		return nil, invalid("lines are required")
+		return nil, invalid("lines must not be empty")
 	}
 	want := map[string]int{}
 	for _, l := range req.GetLines() {
 		want[l.GetSku()] += int(l.GetQuantity())
 	}
+	if r, ok := i.reservations[req.GetOrderId()]; ok {
+		// A tombstone (a release that came first) has no lines and answers
+		// any request.
+		if len(r.lines) > 0 && !maps.Equal(r.lines, want) {
+			return nil, conflict("order already has a reservation with different lines")
+		}
+		return i.answer(req.GetOrderId(), r), after()
+	}
 	for _, l := range req.GetLines() {
 		lv := i.level(l.GetSku())
 		if lv.OnHand-lv.Reserved < want[l.GetSku()] {
-			return nil, conflict("insufficient stock for sku " + l.GetSku())
+			return nil, conflict("insufficient stock for sku "+l.GetSku(),
+				apperr.WithCause("out_of_stock"), apperr.WithMetadata("sku", l.GetSku()))
 		}
 	}
 	for sku, q := range want {
@@ -183,6 +216,7 @@ func (i *Inventory) CommitReservation(ctx context.Context, req *inventoryv1.Comm
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	i.sweep()
 	r, ok := i.reservations[req.GetOrderId()]
 	switch {
 	case !ok:
@@ -197,7 +231,7 @@ func (i *Inventory) CommitReservation(ctx context.Context, req *inventoryv1.Comm
 		}
 		r.status = "committed"
 	default:
-		return nil, conflict("reservation is " + r.status)
+		return nil, refused(r.status, "committed")
 	}
 	return i.answer(req.GetOrderId(), r), after()
 }
@@ -213,6 +247,7 @@ func (i *Inventory) ReleaseReservation(ctx context.Context, req *inventoryv1.Rel
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	i.sweep()
 	r, ok := i.reservations[req.GetOrderId()]
 	switch {
 	case !ok:
@@ -226,7 +261,7 @@ func (i *Inventory) ReleaseReservation(ctx context.Context, req *inventoryv1.Rel
 		}
 		r.status = "released"
 	default:
-		return nil, conflict("reservation is " + r.status)
+		return nil, refused(r.status, "released")
 	}
 	return i.answer(req.GetOrderId(), r), after()
 }
@@ -242,6 +277,7 @@ func (i *Inventory) RestockOrder(ctx context.Context, req *inventoryv1.RestockOr
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	i.sweep()
 	r, ok := i.reservations[req.GetOrderId()]
 	switch {
 	case !ok:
@@ -255,7 +291,21 @@ func (i *Inventory) RestockOrder(ctx context.Context, req *inventoryv1.RestockOr
 		}
 		r.status = "restocked"
 	default:
-		return nil, conflict("reservation is " + r.status)
+		return nil, refused(r.status, "restocked")
 	}
 	return i.answer(req.GetOrderId(), r), after()
+}
+
+// refused is the conflict of a move to status to that a reservation in
+// status from does not allow, worded as the real service words it.
+func refused(from, to string) error {
+	switch {
+	case to == "restocked":
+		return conflict("reservation is not committed")
+	case from == "expired":
+		return conflict("reservation has expired")
+	case from == "committed":
+		return conflict("reservation is committed; restock the order instead")
+	}
+	return conflict("reservation is " + from)
 }

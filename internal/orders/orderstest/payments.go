@@ -1,4 +1,4 @@
-package fakes
+package orderstest
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	paymentsv1 "github.com/mercato-dev/mercato/internal/gen/payments/v1"
+	"github.com/mercato-dev/mercato/internal/platform/apperr"
 )
 
 // Test card tokens, as the real provider knows them. Any other token is
@@ -29,11 +30,18 @@ type Payments struct {
 	Faults
 
 	mu       sync.Mutex
+	requests map[string]authorizeRequest // idempotency key → the request it was first used for
 	byKey    map[string]*PaymentRecord
 	byID     map[string]*PaymentRecord
 	captures map[string]int  // order id → captures performed
 	stall    map[string]int  // method → calls left to stall
 	revoked  map[string]bool // card tokens no longer known
+}
+
+// authorizeRequest is what an idempotency key must be repeated with.
+type authorizeRequest struct {
+	orderID, userID, currency, token string
+	amountCents                      int32
 }
 
 // PaymentRecord is one payment as the fake holds it.
@@ -52,7 +60,10 @@ type PaymentRecord struct {
 
 // NewPayments returns an empty payments service.
 func NewPayments() *Payments {
-	return &Payments{byKey: map[string]*PaymentRecord{}, byID: map[string]*PaymentRecord{}, captures: map[string]int{}}
+	return &Payments{
+		requests: map[string]authorizeRequest{}, byKey: map[string]*PaymentRecord{}, byID: map[string]*PaymentRecord{},
+		captures: map[string]int{},
+	}
 }
 
 // Payments returns every payment of the order.
@@ -137,6 +148,10 @@ func (r *PaymentRecord) proto() *paymentsv1.Payment {
 	}
 }
 
+func errUnknownToken() error {
+	return invalid("unknown payment token", apperr.WithCause("unknown_payment_token"))
+}
+
 // Authorize implements paymentsv1.PaymentsServiceServer.
 func (p *Payments) Authorize(ctx context.Context, req *paymentsv1.AuthorizeRequest) (*paymentsv1.Payment, error) {
 	if err := requireService(ctx); err != nil {
@@ -148,12 +163,19 @@ func (p *Payments) Authorize(ctx context.Context, req *paymentsv1.AuthorizeReque
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	asked := authorizeRequest{
+		orderID: req.GetOrderId(), userID: req.GetUserId(), currency: req.GetCurrency(), token: req.GetPaymentToken(),
+		amountCents: req.GetAmountCents(),
+	}
 	if r, ok := p.byKey[req.GetIdempotencyKey()]; ok {
+		if p.requests[req.GetIdempotencyKey()] != asked {
+			return nil, refuse(apperr.Unprocessable, "idempotency key reused with a different request")
+		}
 		return r.proto(), after()
 	}
 	code, known := p.known(req.GetPaymentToken())
 	if !known {
-		return nil, invalid("unknown payment token")
+		return nil, errUnknownToken()
 	}
 	if req.GetIdempotencyKey() == "" || req.GetAmountCents() <= 0 {
 		return nil, invalid("idempotency_key and a positive amount are required")
@@ -166,6 +188,7 @@ func (p *Payments) Authorize(ctx context.Context, req *paymentsv1.AuthorizeReque
 		r.Status, r.DeclineCode = "declined", code
 	}
 	p.byKey[req.GetIdempotencyKey()] = r
+	p.requests[req.GetIdempotencyKey()] = asked
 	p.byID[r.ID] = r
 	return r.proto(), after()
 }
@@ -184,7 +207,7 @@ func (p *Payments) CheckPaymentToken(ctx context.Context, req *paymentsv1.CheckP
 	_, known := p.known(req.GetPaymentToken())
 	p.mu.Unlock()
 	if !known {
-		return nil, invalid("unknown payment token")
+		return nil, errUnknownToken()
 	}
 	brand := "visa"
 	if req.GetPaymentToken() == "tok_mastercard" {
@@ -209,7 +232,8 @@ func (p *Payments) transition(ctx context.Context, method, id, from, to string) 
 	case !ok:
 		return nil, notFound("payment not found")
 	case r.PendingOp != "" && r.PendingOp != op:
-		return nil, conflict("payment has a " + r.PendingOp + " in progress; retry the " + r.PendingOp)
+		return nil, conflict("payment has a "+r.PendingOp+" in progress; retry the "+r.PendingOp,
+			apperr.Retryable(), apperr.WithCause(r.PendingOp+"_in_progress"))
 	case r.Status == to:
 	case r.Status == from:
 		if p.stall[method] > 0 {

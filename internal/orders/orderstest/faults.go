@@ -1,21 +1,28 @@
-// Package fakes holds in-memory stand-ins for the services orders depends
-// on (catalog, cart, inventory, payments), for tests. Each is a gRPC server
-// that keeps real state and answers as the real service would, errors
-// included; it can be served over gRPC or called in-process through the
-// client shims in clients.go. Faults make calls fail on demand.
-package fakes
+// Package orderstest holds in-memory stand-ins for the services orders
+// depends on (catalog, cart, inventory, payments), for orders' tests, and
+// the contract suites that hold them to the real services. Each fake is a
+// gRPC server that keeps real state and answers as the real service would,
+// errors included; it can be served over gRPC or called in-process through
+// the client shims in clients.go. Faults make calls fail on demand.
+//
+// RunInventoryContract and RunPaymentsContract state, case by case, what
+// orders relies on from inventory and payments. They run against the fakes
+// (contract_test.go here) and against the real services (test/contract),
+// both through orders' own gRPC adapters, so a fake that drifts from its
+// service fails its suite.
+package orderstest
 
 import (
 	"context"
 	"sync"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/mercato-dev/mercato/internal/platform/apperr"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
+	"github.com/mercato-dev/mercato/internal/platform/server"
 )
 
 // Faults makes a fake's calls fail. The zero value injects nothing and is
@@ -166,19 +173,17 @@ func (f *Faults) admit(method string) (*hold, error) {
 	return hs[0], nil
 }
 
-// kinded returns the status a real service answers for a kinded error:
-// the kind's code with its ErrorInfo, as server.ErrorMapping does.
-func kinded(kind apperr.Kind, code codes.Code, msg string) error {
-	st := status.New(code, msg)
-	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: kind.String(), Domain: "mercato"}); err == nil {
-		st = withInfo
-	}
-	return st.Err()
+// refuse returns the error a real service answers with: the kinded error
+// through the shared error mapper, so the code, the ErrorInfo (with its
+// cause and metadata) and the RetryInfo of a retryable refusal are what
+// the real service sends.
+func refuse(kind apperr.Kind, msg string, opts ...apperr.Option) error {
+	return server.Status(apperr.New(kind, msg, opts...)).Err()
 }
 
-func conflict(msg string) error { return kinded(apperr.Conflict, codes.AlreadyExists, msg) }
-func notFound(msg string) error { return kinded(apperr.NotFound, codes.NotFound, msg) }
-func invalid(msg string) error  { return kinded(apperr.Invalid, codes.InvalidArgument, msg) }
+func conflict(msg string, opts ...apperr.Option) error { return refuse(apperr.Conflict, msg, opts...) }
+func notFound(msg string) error                        { return refuse(apperr.NotFound, msg) }
+func invalid(msg string, opts ...apperr.Option) error  { return refuse(apperr.Invalid, msg, opts...) }
 
 // requireService refuses a caller that is authenticated but not a service,
 // as inventory and payments do. In-process calls carry no principal and are
@@ -188,7 +193,7 @@ func requireService(ctx context.Context) error {
 		return nil
 	}
 	if _, err := auth.RequireService(ctx); err != nil {
-		return kinded(apperr.Forbidden, codes.PermissionDenied, err.Error())
+		return refuse(apperr.Forbidden, err.Error())
 	}
 	return nil
 }

@@ -26,11 +26,11 @@ type StockState int
 
 // The stock states.
 const (
-	StockNone StockState = iota
-	StockHeld
-	StockSold
-	StockReleasedState
-	StockRestockedState
+	StockStateNone StockState = iota
+	StockStateHeld
+	StockStateSold
+	StockStateReleased
+	StockStateRestocked
 )
 
 // PaymentState is where the order's payment stands, as far as the stream
@@ -39,12 +39,12 @@ type PaymentState int
 
 // The payment states.
 const (
-	PaymentNone PaymentState = iota
-	PaymentAuthorizedState
-	PaymentDeclinedState
-	PaymentCapturedState
-	PaymentVoidedState
-	PaymentRefundedState
+	PaymentStateNone PaymentState = iota
+	PaymentStateAuthorized
+	PaymentStateDeclined
+	PaymentStateCaptured
+	PaymentStateVoided
+	PaymentStateRefunded
 )
 
 // Reasons the saga gives when it ends an order by itself. Client-chosen
@@ -176,40 +176,40 @@ func (o *Order) apply(data EventData) error {
 		o.PlacedAt, o.DeadlineAt = d.PlacedAt, d.DeadlineAt
 		o.Status = StatusPending
 	case StockReservedData:
-		if !pending || o.Stock != StockNone {
+		if !pending || o.Stock != StockStateNone {
 			return fmt.Errorf("stock cannot be reserved now")
 		}
-		o.Stock, o.StockExpiresAt = StockHeld, d.ExpiresAt
+		o.Stock, o.StockExpiresAt = StockStateHeld, d.ExpiresAt
 	case PaymentAuthorizedData:
-		if !pending || o.Payment != PaymentNone {
+		if !pending || o.Payment != PaymentStateNone {
 			return fmt.Errorf("payment cannot be authorized now")
 		}
-		o.Payment, o.PaymentID = PaymentAuthorizedState, d.PaymentID
+		o.Payment, o.PaymentID = PaymentStateAuthorized, d.PaymentID
 	case StockCommittedData:
-		if !pending || o.Stock != StockHeld {
+		if !pending || o.Stock != StockStateHeld {
 			return fmt.Errorf("stock is not held")
 		}
-		o.Stock = StockSold
+		o.Stock = StockStateSold
 	case PaymentCapturedData:
-		if !pending || o.Payment != PaymentAuthorizedState {
+		if !pending || o.Payment != PaymentStateAuthorized {
 			return fmt.Errorf("payment is not authorized")
 		}
-		o.Payment = PaymentCapturedState
+		o.Payment = PaymentStateCaptured
 	case OrderConfirmedData:
-		if !pending || o.Stock != StockSold || o.Payment != PaymentCapturedState || o.undoing() {
+		if !pending || o.Stock != StockStateSold || o.Payment != PaymentStateCaptured || o.undoing() {
 			return fmt.Errorf("order cannot be confirmed")
 		}
 		o.Status = StatusConfirmed
 	case OrderRejectedData:
-		if !pending || o.Stock != StockNone {
+		if !pending || o.Stock != StockStateNone {
 			return fmt.Errorf("order cannot be rejected")
 		}
 		o.Status, o.Reason = StatusRejected, d.Reason
 	case PaymentDeclinedData:
-		if !pending || o.Payment != PaymentNone {
+		if !pending || o.Payment != PaymentStateNone {
 			return fmt.Errorf("payment cannot be declined now")
 		}
-		o.Payment = PaymentDeclinedState
+		o.Payment = PaymentStateDeclined
 		if d.PaymentID != "" {
 			o.PaymentID = d.PaymentID
 		}
@@ -225,37 +225,37 @@ func (o *Order) apply(data EventData) error {
 			o.abortReason = d.Reason
 		}
 	case StockReleasedData:
-		if !pending || (o.Stock != StockNone && o.Stock != StockHeld) {
+		if !pending || (o.Stock != StockStateNone && o.Stock != StockStateHeld) {
 			return fmt.Errorf("stock cannot be released now")
 		}
-		o.Stock = StockReleasedState
+		o.Stock = StockStateReleased
 	case PaymentVoidedData:
-		if !undoable || (o.Payment != PaymentAuthorizedState && o.Payment != PaymentCapturedState) {
+		if !undoable || (o.Payment != PaymentStateAuthorized && o.Payment != PaymentStateCaptured) {
 			return fmt.Errorf("payment cannot be voided now")
 		}
-		o.Payment = PaymentVoidedState
+		o.Payment = PaymentStateVoided
 	case RefundRequestedData:
 		if (o.Status != StatusConfirmed && !o.pastPivot()) || o.Refund != nil {
 			return fmt.Errorf("refund cannot be requested now")
 		}
 		o.Refund = &Request{Reason: d.Reason, By: d.By}
 	case PaymentRefundedData:
-		if !undoable || (o.Payment != PaymentAuthorizedState && o.Payment != PaymentCapturedState) {
+		if !undoable || (o.Payment != PaymentStateAuthorized && o.Payment != PaymentStateCaptured) {
 			return fmt.Errorf("payment cannot be refunded now")
 		}
-		o.Payment = PaymentRefundedState
+		o.Payment = PaymentStateRefunded
 	case StockRestockedData:
-		// From StockNone too: a release refused because a reservation was
+		// From StockStateNone too: a release refused because a reservation was
 		// committed after all can only be undone by a restock.
-		if !undoable || (o.Stock != StockNone && o.Stock != StockHeld && o.Stock != StockSold) {
+		if !undoable || (o.Stock != StockStateNone && o.Stock != StockStateHeld && o.Stock != StockStateSold) {
 			return fmt.Errorf("stock cannot be restocked now")
 		}
-		o.Stock = StockRestockedState
+		o.Stock = StockStateRestocked
 	case OrderCancelledData:
 		if (!pending || !o.undoing()) && !refunding {
 			return fmt.Errorf("order cannot be cancelled now")
 		}
-		if o.Stock == StockHeld || o.Stock == StockSold || o.Payment == PaymentAuthorizedState || o.Payment == PaymentCapturedState {
+		if o.Stock == StockStateHeld || o.Stock == StockStateSold || o.Payment == PaymentStateAuthorized || o.Payment == PaymentStateCaptured {
 			return fmt.Errorf("order still holds stock or money")
 		}
 		o.Status, o.Reason, o.Refunded = StatusCancelled, d.Reason, d.Refunded
@@ -268,14 +268,14 @@ func (o *Order) apply(data EventData) error {
 // undoing reports whether a pending order is being compensated: someone
 // asked to cancel it, or its payment was declined.
 func (o Order) undoing() bool {
-	return o.Cancellation != nil || o.Payment == PaymentDeclinedState
+	return o.Cancellation != nil || o.Payment == PaymentStateDeclined
 }
 
 // pastPivot reports whether a pending order has passed its point of no
 // return, the stock commit, and only moves forward: it is not being
 // undone and its stock is sold.
 func (o Order) pastPivot() bool {
-	return o.Status == StatusPending && !o.undoing() && o.Stock == StockSold
+	return o.Status == StatusPending && !o.undoing() && o.Stock == StockStateSold
 }
 
 // Terminal reports whether the saga has nothing left to do for the order:
@@ -348,45 +348,45 @@ func (o Order) NextStep(now time.Time, paymentInDoubt bool) Step {
 			return StepDone
 		}
 		switch {
-		case o.Payment == PaymentCapturedState:
+		case o.Payment == PaymentStateCaptured:
 			return StepRefundPayment
-		case o.Payment == PaymentAuthorizedState:
+		case o.Payment == PaymentStateAuthorized:
 			return StepVoidPayment
-		case o.Stock == StockSold || o.Stock == StockHeld:
+		case o.Stock == StockStateSold || o.Stock == StockStateHeld:
 			return StepRestockStock
 		}
 		return StepCancel
 	}
 	if o.undoing() {
 		switch o.Stock {
-		case StockNone, StockHeld:
+		case StockStateNone, StockStateHeld:
 			return StepReleaseStock
-		case StockSold:
+		case StockStateSold:
 			return StepRestockStock
 		}
 		switch o.Payment {
-		case PaymentNone:
+		case PaymentStateNone:
 			if paymentInDoubt {
 				return StepResolvePayment
 			}
-		case PaymentAuthorizedState:
+		case PaymentStateAuthorized:
 			return StepVoidPayment
-		case PaymentCapturedState:
+		case PaymentStateCaptured:
 			return StepRefundPayment
 		}
 		return StepCancel
 	}
-	if o.Stock != StockSold && !now.Before(o.DeadlineAt) {
+	if o.Stock != StockStateSold && !now.Before(o.DeadlineAt) {
 		return StepTimeOut
 	}
 	switch {
-	case o.Stock == StockNone:
+	case o.Stock == StockStateNone:
 		return StepReserveStock
-	case o.Payment == PaymentNone:
+	case o.Payment == PaymentStateNone:
 		return StepAuthorizePayment
-	case o.Stock == StockHeld:
+	case o.Stock == StockStateHeld:
 		return StepCommitStock
-	case o.Payment == PaymentAuthorizedState:
+	case o.Payment == PaymentStateAuthorized:
 		return StepCapturePayment
 	}
 	return StepConfirm
@@ -398,7 +398,7 @@ func (o Order) CancelledData() OrderCancelledData {
 	if o.Status == StatusConfirmed && o.Refund != nil {
 		reason = o.Refund.Reason
 	}
-	return OrderCancelledData{Reason: reason, Refunded: o.Payment == PaymentRefundedState}
+	return OrderCancelledData{Reason: reason, Refunded: o.Payment == PaymentStateRefunded}
 }
 
 // RequestCancellation decides what a cancel request by user by does: a

@@ -253,15 +253,19 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 	g.srv = srv
+	// The gateway is ready while it can serve: an upstream with no healthy
+	// instance fails only its own routes (503, Retry-After) and keys that
+	// cannot be fetched fail only requests with a token, so neither takes
+	// the whole API out of its load balancer. /readyz?verbose reports both.
 	for _, u := range cfg.Upstreams {
-		srv.AddCheck("upstream "+u.Name, pool.readyCheck(u.Name))
+		srv.AddReport("upstream "+u.Name, pool.readyCheck(u.Name))
 	}
 	if keysReady != nil {
 		name := "keys"
 		if cfg.Keys.Source == nil {
 			name = "jwks"
 		}
-		srv.AddCheck(name, keysReady)
+		srv.AddReport(name, keysReady)
 	}
 	built = true
 	return g, nil

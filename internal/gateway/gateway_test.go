@@ -749,26 +749,42 @@ func TestHealthAndReadiness(t *testing.T) {
 	require.Equal(t, "ok\n", string(body))
 	require.Equal(t, "200\nok\n", tg.admin(t, "/healthz"))
 	require.Eventually(t, func() bool { return tg.admin(t, "/readyz") == "200\nready\n" }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		return strings.Contains(tg.admin(t, "/readyz?verbose"), "report upstream catalog: ok\n")
+	}, 10*time.Second, 20*time.Millisecond)
 
+	// Degrade, don't die: with the catalog gone the gateway stays ready,
+	// says so in its verbose report, answers the catalog's routes with a
+	// 503 to retry, and every other route keeps working.
 	tg.catalog.server.Stop()
 	require.Eventually(t, func() bool {
-		r := tg.admin(t, "/readyz")
-		return strings.HasPrefix(r, "503\n") && strings.Contains(r, "upstream catalog")
+		r := tg.admin(t, "/readyz?verbose")
+		return strings.HasPrefix(r, "200\nready\n") && strings.Contains(r, "report upstream catalog: ") &&
+			!strings.Contains(r, "report upstream catalog: ok")
 	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "200\nready\n", tg.admin(t, "/readyz"))
 	resp, body = tg.do(t, http.MethodGet, "/api/v1/products/p1", nil, nil)
 	p := requireProblem(t, resp, body, http.StatusServiceUnavailable)
 	require.NotContains(t, p.Detail, "127.0.0.1", "transport details stay inside")
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
+	resp, body = tg.do(t, http.MethodGet, "/api/v1/me", nil, bearer(tg.issuer.Token("u-1", auth.RoleCustomer)))
+	require.Equal(t, http.StatusOK, resp.StatusCode, "identity's routes still work: %s", body)
 }
 
-func TestNotServingUpstreamIsNotReady(t *testing.T) {
+func TestNotServingUpstreamIsReportedNotFatal(t *testing.T) {
 	tg := startGateway(t, nil)
 	require.Eventually(t, func() bool { return tg.admin(t, "/readyz") == "200\nready\n" }, 10*time.Second, 20*time.Millisecond)
 
 	tg.identity.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 
 	require.Eventually(t, func() bool {
-		return strings.Contains(tg.admin(t, "/readyz"), "upstream identity")
+		r := tg.admin(t, "/readyz?verbose")
+		return strings.Contains(r, "report upstream identity: ") && !strings.Contains(r, "report upstream identity: ok")
 	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "200\nready\n", tg.admin(t, "/readyz"), "one upstream down does not take the gateway out")
+	resp, body := tg.do(t, http.MethodGet, "/api/v1/me", nil, bearer(tg.issuer.Token("u-1", auth.RoleCustomer)))
+	requireProblem(t, resp, body, http.StatusServiceUnavailable)
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
 }
 
 func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {

@@ -95,6 +95,11 @@ func (g *Gateway) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtim
 	copyHeaders(w.Header(), md.TrailerMD)
 	fromService := ex != nil && ex.upstreamCalled
 	code, detail := problemFor(st, fromService)
+	if code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		// The service has no instance that answers (or one said it is
+		// overloaded): worth trying again in a moment.
+		w.Header().Set("Retry-After", "1")
+	}
 	if code >= 500 && code != http.StatusNotImplemented {
 		// The client sees at most a fixed detail; the real error is here,
 		// under the request id the client was given.

@@ -29,6 +29,7 @@ type Base struct {
 	registry   *prometheus.Registry
 	server     *Server
 	checks     []namedCheck
+	reports    []namedCheck
 	components []Component
 	closers    Closers
 }
@@ -58,16 +59,29 @@ func (b *Base) OpenDB(ctx context.Context, cfg db.Config, migrate func(context.C
 	return d, nil
 }
 
-// ConnectEvents connects to NATS as cfg says, creating the streams, and
-// makes the connection a readiness check; it is drained after the
-// components have stopped.
+// ConnectEvents connects to NATS as cfg says, creating the streams; it is
+// drained after the components have stopped. The connection is reported
+// by /readyz?verbose and the mercato_events_nats_connected gauge but is
+// not a readiness check: the service answers its requests while NATS is
+// away, its outbox keeps the events and its consumers resume when NATS is
+// back, so an outage must not take it out of its callers' balancing.
 func (b *Base) ConnectEvents(ctx context.Context, cfg events.Config) (jetstream.JetStream, error) {
 	nc, js, err := events.Connect(ctx, cfg, b.name)
 	if err != nil {
 		return nil, err
 	}
 	b.closers.Add(func() error { return events.Drain(nc) })
-	b.AddCheck("nats", events.ConnectedCheck(nc))
+	connected := events.ConnectedCheck(nc)
+	b.AddReport("nats", connected)
+	b.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "mercato", Subsystem: "events", Name: "nats_connected",
+		Help: "1 while the process is connected to NATS, 0 while it is not.",
+	}, func() float64 {
+		if nc.IsConnected() {
+			return 1
+		}
+		return 0
+	}))
 	return js, nil
 }
 
@@ -96,7 +110,10 @@ func (b *Base) Listen(cfg Config, authenticate grpc.UnaryServerInterceptor) (*gr
 	for _, c := range b.checks {
 		srv.AddCheck(c.name, c.check)
 	}
-	b.checks = nil
+	for _, c := range b.reports {
+		srv.AddReport(c.name, c.check)
+	}
+	b.checks, b.reports = nil, nil
 	return srv.GRPC(), nil
 }
 
@@ -107,6 +124,16 @@ func (b *Base) AddCheck(name string, c Check) {
 		return
 	}
 	b.checks = append(b.checks, namedCheck{name, c})
+}
+
+// AddReport adds a dependency /readyz?verbose reports on without making
+// the instance unready (see Server.AddReport).
+func (b *Base) AddReport(name string, c Check) {
+	if b.server != nil {
+		b.server.AddReport(name, c)
+		return
+	}
+	b.reports = append(b.reports, namedCheck{name, c})
 }
 
 // AddComponent adds background work that Run runs beside the server.

@@ -61,8 +61,17 @@ func TestBaseRunsComponentsThenClosesInReverse(t *testing.T) {
 		code, _ := get(t, "http://"+b.HTTPAddr()+"/readyz")
 		return code == 200
 	}, 10*time.Second, 10*time.Millisecond)
+	code, body := get(t, "http://"+b.HTTPAddr()+"/readyz?verbose")
+	require.Equal(t, 200, code)
+	require.Equal(t, "ready\ncheck database: ok\nreport nats: ok\n", body)
+
+	b.AddReport("broker", func(context.Context) error { return errors.New("not connected") })
+	code, body = get(t, "http://"+b.HTTPAddr()+"/readyz?verbose")
+	require.Equal(t, 200, code, "a report never makes the instance unready")
+	require.Contains(t, body, "report broker: not connected")
+
 	b.AddCheck("probe", func(context.Context) error { return errors.New("probe says no") })
-	code, body := get(t, "http://"+b.HTTPAddr()+"/readyz")
+	code, body = get(t, "http://"+b.HTTPAddr()+"/readyz")
 	require.Equal(t, 503, code)
 	require.Contains(t, body, "probe: probe says no", "a check added after Listen counts")
 

@@ -7,9 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,10 +89,7 @@ type HTTPServer struct {
 	adminMux *http.ServeMux
 	lis      net.Listener
 	adminLis net.Listener
-	draining atomic.Bool
-
-	mu     sync.Mutex
-	checks map[string]Check
+	readiness
 }
 
 // NewHTTP listens on both addresses at once, so a caller learns the real
@@ -118,7 +112,7 @@ func NewHTTP(ctx context.Context, name string, cfg HTTPConfig, handler http.Hand
 	s := &HTTPServer{
 		name: name, cfg: cfg, log: logger,
 		adminMux: http.NewServeMux(), lis: lis, adminLis: adminLis,
-		checks: map[string]Check{},
+		readiness: newReadiness(),
 	}
 	s.public = &http.Server{
 		Handler:           handler,
@@ -139,58 +133,11 @@ func NewHTTP(ctx context.Context, name string, cfg HTTPConfig, handler http.Hand
 // HandleAdmin adds a handler to the admin listener.
 func (s *HTTPServer) HandleAdmin(pattern string, h http.Handler) { s.adminMux.Handle(pattern, h) }
 
-// AddCheck adds a readiness check: /readyz fails while any check fails.
-func (s *HTTPServer) AddCheck(name string, c Check) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.checks[name] = c
-}
-
 // Addr is the address the public listener is bound to.
 func (s *HTTPServer) Addr() string { return s.lis.Addr().String() }
 
 // AdminAddr is the address the admin listener is bound to.
 func (s *HTTPServer) AdminAddr() string { return s.adminLis.Addr().String() }
-
-// Ready runs the readiness checks and returns the failures by check name.
-func (s *HTTPServer) Ready(ctx context.Context) map[string]string {
-	failures := map[string]string{}
-	if s.draining.Load() {
-		failures["server"] = "shutting down"
-	}
-	s.mu.Lock()
-	checks := make(map[string]Check, len(s.checks))
-	for k, v := range s.checks {
-		checks[k] = v
-	}
-	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	for name, c := range checks {
-		if err := c(ctx); err != nil {
-			failures[name] = err.Error()
-		}
-	}
-	return failures
-}
-
-func (s *HTTPServer) serveReady(w http.ResponseWriter, r *http.Request) {
-	failures := s.Ready(r.Context())
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if len(failures) == 0 {
-		_, _ = w.Write([]byte("ready\n"))
-		return
-	}
-	names := make([]string, 0, len(failures))
-	for name := range failures {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	w.WriteHeader(http.StatusServiceUnavailable)
-	for _, name := range names {
-		_, _ = fmt.Fprintf(w, "%s: %s\n", name, failures[name])
-	}
-}
 
 func serveLive(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -12,8 +12,6 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -102,10 +100,7 @@ type Server struct {
 	mux      *http.ServeMux
 	grpcLis  net.Listener
 	httpLis  net.Listener
-	draining atomic.Bool
-
-	mu     sync.Mutex
-	checks map[string]Check
+	readiness
 }
 
 // New listens on both addresses at once (so a caller learns the real ports
@@ -150,7 +145,7 @@ func New(name string, cfg Config, logger *slog.Logger, reg *prometheus.Registry,
 	s := &Server{
 		name: name, cfg: cfg, log: logger, grpc: gs, health: hs,
 		mux: http.NewServeMux(), grpcLis: grpcLis, httpLis: httpLis,
-		checks: map[string]Check{},
+		readiness: newReadiness(),
 	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -167,53 +162,11 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 // HandleHTTP adds a handler to the admin HTTP listener.
 func (s *Server) HandleHTTP(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// AddCheck adds a readiness check: /readyz and the gRPC health status fail
-// while any check fails.
-func (s *Server) AddCheck(name string, c Check) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.checks[name] = c
-}
-
 // GRPCAddr is the address the gRPC server listens on.
 func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 
 // HTTPAddr is the address the admin HTTP server listens on.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
-
-func (s *Server) ready(ctx context.Context) map[string]string {
-	failures := map[string]string{}
-	if s.draining.Load() {
-		failures["server"] = "shutting down"
-	}
-	s.mu.Lock()
-	checks := make(map[string]Check, len(s.checks))
-	for k, v := range s.checks {
-		checks[k] = v
-	}
-	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	for name, c := range checks {
-		if err := c(ctx); err != nil {
-			failures[name] = err.Error()
-		}
-	}
-	return failures
-}
-
-func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
-	failures := s.ready(r.Context())
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if len(failures) == 0 {
-		_, _ = w.Write([]byte("ready\n"))
-		return
-	}
-	w.WriteHeader(http.StatusServiceUnavailable)
-	for name, msg := range failures {
-		_, _ = fmt.Fprintf(w, "%s: %s\n", name, msg)
-	}
-}
 
 // Run serves until ctx is cancelled, then drains: the health status turns
 // NOT_SERVING, in-flight RPCs and HTTP requests finish (forced after the
@@ -290,7 +243,7 @@ const healthInterval = 2 * time.Second
 // updateHealth sets the gRPC health status from the readiness checks.
 func (s *Server) updateHealth(ctx context.Context) {
 	st := healthpb.HealthCheckResponse_SERVING
-	if len(s.ready(ctx)) > 0 {
+	if len(s.Ready(ctx)) > 0 {
 		st = healthpb.HealthCheckResponse_NOT_SERVING
 	}
 	if ctx.Err() != nil {

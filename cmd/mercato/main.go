@@ -129,6 +129,8 @@ Flags:
 	dbPrefix := fs.String("db-prefix", launcher.DefaultDBPrefix, "`prefix` of each service's PostgreSQL database name")
 	adminEmail := fs.String("admin-email", env.String("MERCATO_ADMIN_EMAIL", launcher.DefaultAdminEmail), "administrator's `email`")
 	noSeed := fs.Bool("no-seed", false, "leave an empty catalog empty instead of adding the demo products")
+	replicas := fs.String("replicas", "", "how many `instances` of each service to run: a count for every service (2) or service=count pairs (catalog=3,orders=2); 1 to 16, the gateway once")
+	natsURL := fs.String("nats", "", "external NATS server `URL` (nats://host:port, JetStream on) instead of the embedded one")
 	logFormat := fs.String("log-format", launcher.LogFormatAuto, "`format` of the log lines: text (readable), json (as the services write them) or auto (text on a terminal, else json)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -143,7 +145,10 @@ Flags:
 	}
 
 	level, levelErr := logLevel(env.String("LOG_LEVEL", "info"))
+	replicaCounts, replicasErr := launcher.ParseReplicas(*replicas)
 	l, err := launcher.New(launcher.Config{
+		Replicas:      replicaCounts,
+		NATSURL:       *natsURL,
 		Addr:          *addr,
 		DataDir:       *dataDir,
 		PostgresURL:   *postgres,
@@ -157,13 +162,17 @@ Flags:
 		LogLevel:      level,
 		Env:           os.Environ(),
 	})
-	if err = errors.Join(levelErr, err); err != nil {
+	if err = errors.Join(levelErr, replicasErr, err); err != nil {
 		printProblems(stderr, "up", err)
 		return exitUsage
 	}
 	ctx, stop := signalContext()
 	defer stop()
 	if err := l.Run(ctx); err != nil {
+		if misconfigured(err) {
+			printProblems(stderr, "up", err)
+			return exitUsage
+		}
 		fmt.Fprintf(stderr, "mercato: %v\n", err)
 		return exitFailure
 	}

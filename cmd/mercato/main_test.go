@@ -88,6 +88,28 @@ func TestUpReportsConfigurationProblems(t *testing.T) {
 
 	code, _, _ = runArgs("up", "--no-such-flag")
 	require.Equal(t, exitUsage, code)
+
+	for flagValue, want := range map[string]string{
+		"warehouse=2": `  - replicas: unknown service "warehouse"`,
+		"catalog=0":   "  - replicas: catalog=0 is not between 1 and 16",
+		"17":          "  - replicas 17 is not between 1 and 16",
+		"catalog:2":   `  - replicas "catalog:2": want a count (2) or service=count pairs`,
+		"gateway=2":   "  - replicas: the gateway runs once (it owns the public address)",
+	} {
+		code, stdout, stderr := runArgs("up", "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--replicas", flagValue)
+		require.Equal(t, exitUsage, code, flagValue)
+		require.Contains(t, stderr, "mercato: up is misconfigured:\n"+want, flagValue)
+		require.Empty(t, stdout, "nothing started")
+	}
+}
+
+// An external NATS that does not answer is a configuration problem,
+// reported before any service starts.
+func TestUpRefusesAnUnreachableNATS(t *testing.T) {
+	code, stdout, stderr := runArgs("up", "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--nats", "nats://127.0.0.1:1", "--log-format", "json")
+	require.Equal(t, exitUsage, code, stderr)
+	require.Contains(t, stderr, "mercato: up is misconfigured:\n  - cannot reach NATS at nats://127.0.0.1:1")
+	require.NotContains(t, stdout, "service started")
 }
 
 func TestProblemLines(t *testing.T) {

@@ -1,14 +1,17 @@
 package launcher
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/mail"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,6 +85,13 @@ type Config struct {
 	// Services are started together and stopped gateway first. They must
 	// include identity and the gateway.
 	Services []string
+	// Replicas is how many instances of a service run, each its own
+	// process (1 when a service is not named; at most MaxReplicas). The
+	// gateway owns the public address and runs once.
+	Replicas map[string]int
+	// NATSURL, when set, is an external NATS server (with JetStream) the
+	// services use instead of the embedded one.
+	NATSURL string
 	// SkipSeed leaves an empty catalog empty instead of adding the demo
 	// products.
 	SkipSeed bool
@@ -148,6 +158,58 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// MaxReplicas bounds the instances of one service `mercato up` runs.
+const MaxReplicas = 16
+
+// ParseReplicas reads the --replicas flag: a count for every service but
+// the gateway ("2"), or a list of service=count ("catalog=3,orders=2").
+// An empty string means one of each.
+func ParseReplicas(s string) (map[string]int, error) {
+	replicas := map[string]int{}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return replicas, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 || n > MaxReplicas {
+			return nil, fmt.Errorf("replicas %d is not between 1 and %d", n, MaxReplicas)
+		}
+		for _, name := range DefaultServices {
+			if name != Gateway {
+				replicas[name] = n
+			}
+		}
+		return replicas, nil
+	}
+	for _, item := range strings.Split(s, ",") {
+		name, count, ok := strings.Cut(strings.TrimSpace(item), "=")
+		n, err := strconv.Atoi(strings.TrimSpace(count))
+		name = strings.TrimSpace(name)
+		switch {
+		case !ok || name == "" || err != nil:
+			return nil, fmt.Errorf("replicas %q: want a count (2) or service=count pairs (catalog=3,orders=2)", s)
+		case replicas[name] != 0:
+			return nil, fmt.Errorf("replicas: %s is named twice", name)
+		}
+		if _, known := system.Lookup(name); !known {
+			return nil, fmt.Errorf("replicas: unknown service %q (known: %s)", name, strings.Join(system.Names(), ", "))
+		}
+		if n < 1 || n > MaxReplicas {
+			return nil, fmt.Errorf("replicas: %s=%d is not between 1 and %d", name, n, MaxReplicas)
+		}
+		replicas[name] = n
+	}
+	return replicas, nil
+}
+
+// replicasOf is how many instances of service run.
+func (c Config) replicasOf(service string) int {
+	if n := c.Replicas[service]; n > 0 {
+		return n
+	}
+	return 1
+}
+
 // serviceName is what a service may be called: it becomes a database name,
 // a file name and part of an environment variable.
 var serviceName = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
@@ -187,6 +249,21 @@ func (c Config) Validate() error {
 		}
 		p.Add(seen[s], "service %q is listed twice", s)
 		seen[s] = true
+	}
+	for name, n := range c.Replicas {
+		switch {
+		case !seen[name]:
+			p.Add(true, "replicas: %q is not a service this run starts", name)
+		case name == Gateway && n != 1:
+			p.Add(true, "replicas: the gateway runs once (it owns the public address)")
+		default:
+			p.Add(n < 1 || n > MaxReplicas, "replicas: %s=%d is not between 1 and %d", name, n, MaxReplicas)
+		}
+	}
+	if c.NATSURL != "" {
+		u, err := url.Parse(c.NATSURL)
+		p.Add(err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "",
+			"NATS URL %q is not nats://host:port", c.NATSURL)
 	}
 	p.Add(!seen[Identity], "services must include %s", Identity)
 	p.Add(!seen[Gateway], "services must include %s", Gateway)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/mercato-dev/mercato/internal/platform/db"
@@ -14,9 +15,10 @@ import (
 // plan is everything decided before the children start: enough to write
 // each one's environment.
 type plan struct {
-	cfg           Config
-	natsURL       string
-	addrs         map[string]ServiceAddrs
+	cfg     Config
+	natsURL string
+	// addrs are where each service's instances listen, in instance order.
+	addrs         map[string][]ServiceAddrs
 	adminPassword string
 	// serviceSecret lets the services obtain service tokens from identity.
 	serviceSecret string
@@ -27,7 +29,7 @@ type plan struct {
 
 // newPlan makes the secrets of one run: random and held in memory only, as
 // nothing issued with them needs to outlive the run.
-func newPlan(cfg Config, natsURL string, addrs map[string]ServiceAddrs, adminPassword string) plan {
+func newPlan(cfg Config, natsURL string, addrs map[string][]ServiceAddrs, adminPassword string) plan {
 	p := plan{
 		cfg: cfg, natsURL: natsURL, addrs: addrs, adminPassword: adminPassword,
 		serviceSecret: rand.Text(),
@@ -46,8 +48,11 @@ func newPlan(cfg Config, natsURL string, addrs map[string]ServiceAddrs, adminPas
 // token key is derived from serviceSecret, so it survives a restart.
 func ChildEnv(cfg Config, natsURL string, addrs map[string]ServiceAddrs, adminPassword, serviceSecret, service string) ([]string, error) {
 	p := plan{
-		cfg: cfg, natsURL: natsURL, addrs: addrs, adminPassword: adminPassword, serviceSecret: serviceSecret,
+		cfg: cfg, natsURL: natsURL, addrs: map[string][]ServiceAddrs{}, adminPassword: adminPassword, serviceSecret: serviceSecret,
 		pageTokenKeys: map[string]string{service: service + "-page-token-key-" + serviceSecret},
+	}
+	for name, a := range addrs {
+		p.addrs[name] = []ServiceAddrs{a}
 	}
 	return p.childEnv(service)
 }
@@ -71,22 +76,39 @@ func (p plan) databaseURL(service string) (string, error) {
 // services says. Variables meant for one service only (the admin password
 // above all) are removed from the others.
 func (p plan) childEnv(service string) ([]string, error) {
+	return p.instanceEnv(service, 0)
+}
+
+// instanceEnv is the environment of the instance-th instance (from 0) of
+// service. Every instance of a service shares its database, its page
+// token key and its secrets; each has its own ports and instance id
+// (MERCATO_INSTANCE_ID, which names it in saga leases). A neighbour with
+// several instances is given as a comma-separated list of their addresses.
+func (p plan) instanceEnv(service string, instance int) ([]string, error) {
 	entry, ok := system.Lookup(service)
 	if !ok {
 		return nil, fmt.Errorf("unknown service %q", service)
 	}
-	own := p.addrs[service]
+	if instance < 0 || instance >= len(p.addrs[service]) {
+		return nil, fmt.Errorf("%s has no instance %d", service, instance+1)
+	}
+	own := p.addrs[service][instance]
 	vars := [][2]string{
 		{"MERCATO_GRPC_ADDR", own.GRPC},
 		{"MERCATO_HTTP_ADDR", own.HTTP},
 		{"NATS_URL", p.natsURL},
-		{"JWKS_URL", "http://" + p.addrs[Identity].HTTP + "/.well-known/jwks.json"},
+		{"JWKS_URL", "http://" + p.addrs[Identity][0].HTTP + "/.well-known/jwks.json"},
+		{"MERCATO_INSTANCE_ID", service + "-" + strconv.Itoa(instance+1)},
 		{"MERCATO_SERVICE_SECRET", p.serviceSecret},
 		{"MERCATO_PAGE_TOKEN_KEY", p.pageTokenKeys[service]},
 	}
 	for _, callee := range entry.Calls {
 		if addrs, running := p.addrs[callee]; running {
-			vars = append(vars, [2]string{system.AddrVar(callee), addrs.GRPC})
+			targets := make([]string, len(addrs))
+			for i, a := range addrs {
+				targets[i] = a.GRPC
+			}
+			vars = append(vars, [2]string{system.AddrVar(callee), strings.Join(targets, ",")})
 		}
 	}
 	if entry.Database {

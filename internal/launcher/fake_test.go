@@ -41,6 +41,13 @@ func fakeMercato(args []string) int {
 	}
 	name := args[1]
 	mode := os.Getenv("FAKE_MODE_" + strings.ToUpper(name))
+	// A crash loop from the moment its marker file exists.
+	if marker := os.Getenv("FAKE_CRASH_MARKER"); marker != "" {
+		if _, err := os.Stat(marker); err == nil {
+			fmt.Fprintln(os.Stderr, `{"level":"ERROR","msg":"crashing at start"}`)
+			return 3
+		}
+	}
 	if mode == modeExitAtStart {
 		fmt.Fprintln(os.Stderr, `{"level":"ERROR","msg":"cannot start"}`)
 		return 3

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
@@ -40,15 +42,22 @@ type Info struct {
 	// ReadyIn is how long the system took from Run to every service
 	// answering ready (before seeding).
 	ReadyIn time.Duration
-	// PIDs maps each service to its process id.
+	// PIDs maps each process (its log label: the service's name, or
+	// "<service>-<n>" for a service with replicas) to its process id when
+	// it first started.
 	PIDs map[string]int
 }
 
 // Launcher runs the whole system. Create it with New and call Run once.
 type Launcher struct {
-	cfg   Config
-	ready chan struct{}
-	info  Info
+	cfg       Config
+	ready     chan struct{}
+	info      Info
+	instances []*instance
+	byLabel   map[string]*instance
+
+	mu       sync.Mutex
+	restarts map[string]int
 }
 
 // New returns a launcher for cfg (defaults filled in), or every problem
@@ -58,7 +67,20 @@ func New(cfg Config) (*Launcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Launcher{cfg: cfg, ready: make(chan struct{})}, nil
+	l := &Launcher{cfg: cfg, ready: make(chan struct{}), instances: newInstances(cfg),
+		byLabel: map[string]*instance{}, restarts: map[string]int{}}
+	for _, inst := range l.instances {
+		l.byLabel[inst.label] = inst
+	}
+	return l, nil
+}
+
+// Restarts returns how many times the process labelled label was started
+// again after it died. Safe to call while Run runs.
+func (l *Launcher) Restarts(label string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.restarts[label]
 }
 
 // Config is the configuration in use, defaults filled in.
@@ -78,7 +100,7 @@ func (l *Launcher) Info() Info { return l.info }
 func (l *Launcher) Run(ctx context.Context) error {
 	start := time.Now()
 	cfg := l.cfg
-	sink := newLogSink(cfg.Stdout, cfg.Color, cfg.textFormat(), append([]string{launcherName}, cfg.Services...))
+	sink := newLogSink(cfg.Stdout, cfg.Color, cfg.textFormat(), append([]string{launcherName}, labels(l.instances)...))
 	logger := observability.NewLogger(sink.writer(launcherName), "launcher", cfg.LogLevel)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
@@ -101,33 +123,57 @@ func (l *Launcher) Run(ctx context.Context) error {
 
 	// The broker binds its port first, so the ports picked for the
 	// services below cannot collide with it.
-	broker, err := startBroker(ctx, filepath.Join(cfg.DataDir, "nats"))
-	if err != nil {
-		return err
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		broker, err := startBroker(ctx, filepath.Join(cfg.DataDir, "nats"))
+		if err != nil {
+			return err
+		}
+		defer func() {
+			broker.Shutdown()
+			broker.WaitForShutdown()
+		}()
+		natsURL = broker.ClientURL()
+		logger.InfoContext(ctx, "nats started", "url", natsURL, "store", filepath.Join(cfg.DataDir, "nats"))
+	} else {
+		if err := prepareBroker(ctx, natsURL); err != nil {
+			// The URL given is wrong: a configuration problem, reported
+			// before anything started.
+			return config.Join(err)
+		}
+		logger.InfoContext(ctx, "using external nats", "url", natsURL)
 	}
-	defer func() {
-		broker.Shutdown()
-		broker.WaitForShutdown()
-	}()
-	public, addrs, err := allocateAddrs(ctx, cfg.Addr, cfg.Services)
+	ids := make([]string, len(l.instances))
+	for i, inst := range l.instances {
+		ids[i] = inst.id
+	}
+	public, byID, err := allocateAddrs(ctx, cfg.Addr, ids)
 	if err != nil {
 		return err
 	}
 	cfg.Addr = public
-	logger.InfoContext(ctx, "nats started", "url", broker.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"))
+	addrs := map[string][]ServiceAddrs{}
+	for _, inst := range l.instances {
+		inst.addrs = byID[inst.id]
+		addrs[inst.service] = append(addrs[inst.service], inst.addrs)
+	}
 
-	p := newPlan(cfg, broker.ClientURL(), addrs, password)
+	p := newPlan(cfg, natsURL, addrs, password)
+	first := map[string]ServiceAddrs{}
+	for svc, list := range addrs {
+		first[svc] = list[0]
+	}
 	l.info = Info{
-		Addrs:      Addrs{Gateway: public, NATS: broker.ClientURL(), Services: addrs},
+		Addrs:      Addrs{Gateway: public, NATS: natsURL, Services: first, Instances: addrs},
 		AdminEmail: cfg.AdminEmail, AdminPassword: password,
 		PIDs: map[string]int{},
 	}
 
 	sp := newSpawner()
 	defer sp.close()
-	exits := make(chan *child, len(cfg.Services))
-	children, err := l.startServices(ctx, logger, p, sink, sp, exits)
-	stop := func() { l.stopAll(ctx, logger, children) }
+	exits := make(chan *child, len(l.instances))
+	err = l.startServices(ctx, logger, p, sink, sp, exits)
+	stop := func() { l.stopAll(ctx, logger) }
 	if err != nil {
 		stop()
 		if ctx.Err() != nil {
@@ -162,14 +208,75 @@ func (l *Launcher) Run(ctx context.Context) error {
 	sink.print(l.banner())
 	close(l.ready)
 
-	select {
-	case <-ctx.Done():
-		stop()
-		return nil
-	case c := <-exits:
-		logger.ErrorContext(ctx, "service exited unexpectedly", "name", c.name, "status", c.exitStatus())
-		stop()
-		return fmt.Errorf("%s exited unexpectedly (%s)", c.name, c.exitStatus())
+	l.supervise(ctx, logger, p, sink, sp, exits)
+	stop()
+	return nil
+}
+
+// supervise restarts every process that dies, with a backoff, until ctx
+// is cancelled. A process that keeps dying (crashLoopExits times within
+// crashLoopWindow) is given up on, with a clear message, while the others
+// keep running.
+func (l *Launcher) supervise(ctx context.Context, logger *slog.Logger, p plan, sink *logSink, sp *spawner, exits chan *child) {
+	restart := make(chan *instance)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-exits:
+			inst := l.byLabel[c.name]
+			if inst == nil || inst.child != c {
+				continue
+			}
+			l.writeTargets(ctx, logger)
+			wait, again := inst.exited(time.Now())
+			if !again {
+				logger.ErrorContext(ctx, "service keeps exiting: given up on, the rest keep running",
+					"name", inst.label, "status", c.exitStatus(), "exits", crashLoopExits, "within", crashLoopWindow.String())
+				continue
+			}
+			logger.ErrorContext(ctx, "service exited unexpectedly; restarting",
+				"name", inst.label, "status", c.exitStatus(), "restart_in", wait.String())
+			time.AfterFunc(wait, func() {
+				select {
+				case restart <- inst:
+				case <-ctx.Done():
+				}
+			})
+		case inst := <-restart:
+			if err := l.startInstance(ctx, logger, p, sink, sp, exits, inst); err != nil {
+				logger.ErrorContext(ctx, "restart failed", "name", inst.label, "error", err.Error())
+				inst.child = nil
+				// Counted as another exit, so a start that keeps failing
+				// ends in the crash-loop verdict too.
+				go func() {
+					select {
+					case exits <- &child{name: inst.label, done: closedDone(), exitErr: err}:
+					case <-ctx.Done():
+					}
+				}()
+				continue
+			}
+			l.mu.Lock()
+			l.restarts[inst.label]++
+			n := l.restarts[inst.label]
+			l.mu.Unlock()
+			logger.WarnContext(ctx, "service restarted", "name", inst.label, "pid", inst.child.cmd.Process.Pid, "restarts", n)
+		}
+	}
+}
+
+func closedDone() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// writeTargets writes targets.json, logging a failure (Prometheus keeps
+// the previous file).
+func (l *Launcher) writeTargets(ctx context.Context, logger *slog.Logger) {
+	if err := writeTargets(l.cfg.DataDir, l.instances); err != nil {
+		logger.WarnContext(ctx, "targets.json not written", "error", err.Error())
 	}
 }
 
@@ -190,31 +297,51 @@ const (
 // reconnect backoff (a second), and it never routes to a service that is
 // still migrating. It returns the children started, also on failure, for
 // the caller to stop.
-func (l *Launcher) startServices(ctx context.Context, logger *slog.Logger, p plan, sink *logSink, sp *spawner, exits chan *child) ([]*child, error) {
+func (l *Launcher) startServices(ctx context.Context, logger *slog.Logger, p plan, sink *logSink, sp *spawner, exits chan *child) error {
 	deadline := time.Now().Add(l.cfg.ReadyTimeout)
-	var children []*child
-	for _, phase := range startPhases(l.cfg.Services) {
+	for _, phase := range startPhases(l.instances) {
 		started := make([]*child, 0, len(phase))
-		for _, name := range phase {
-			env, err := p.childEnv(name)
-			if err != nil {
-				return children, err
+		for _, inst := range phase {
+			if err := l.startInstance(ctx, logger, p, sink, sp, exits, inst); err != nil {
+				return err
 			}
-			c, err := startChild(sp, l.cfg.Executable, name, env, sink, exits)
-			if err != nil {
-				return children, err
-			}
-			children = append(children, c)
-			started = append(started, c)
-			l.info.PIDs[name] = c.cmd.Process.Pid
-			logger.InfoContext(ctx, "service started", "name", name, "pid", c.cmd.Process.Pid,
-				"grpc_addr", p.addrs[name].GRPC, "http_addr", p.addrs[name].HTTP)
+			started = append(started, inst.child)
+			l.info.PIDs[inst.label] = inst.child.cmd.Process.Pid
 		}
 		if err := l.waitReady(ctx, logger, started, exits, deadline); err != nil {
-			return children, err
+			return err
 		}
 	}
-	return children, nil
+	return nil
+}
+
+// startInstance starts inst's process and lists it in targets.json.
+func (l *Launcher) startInstance(ctx context.Context, logger *slog.Logger, p plan, sink *logSink, sp *spawner, exits chan *child, inst *instance) error {
+	index := slices.Index(l.instancesOf(inst.service), inst)
+	env, err := p.instanceEnv(inst.service, index)
+	if err != nil {
+		return err
+	}
+	c, err := startChild(sp, l.cfg.Executable, inst.service, inst.label, env, sink, exits)
+	if err != nil {
+		return err
+	}
+	c.adminAddr = inst.addrs.HTTP
+	inst.child, inst.startedAt = c, time.Now()
+	logger.InfoContext(ctx, "service started", "name", inst.label, "pid", c.cmd.Process.Pid,
+		"grpc_addr", inst.addrs.GRPC, "http_addr", inst.addrs.HTTP)
+	l.writeTargets(ctx, logger)
+	return nil
+}
+
+func (l *Launcher) instancesOf(service string) []*instance {
+	var out []*instance
+	for _, inst := range l.instances {
+		if inst.service == service {
+			out = append(out, inst)
+		}
+	}
+	return out
 }
 
 // checkPostgres fails early, with the server named, when PostgreSQL cannot
@@ -258,6 +385,26 @@ func startBroker(ctx context.Context, dir string) (*server.Server, error) {
 	return srv, nil
 }
 
+// prepareBroker checks that the external NATS server at url answers, and
+// creates the streams there, before any service starts.
+func prepareBroker(ctx context.Context, url string) error {
+	nc, err := nats.Connect(url, nats.Name("mercato-launcher"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("cannot reach NATS at %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("JetStream at %s: %w", url, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := events.EnsureStreams(ctx, js, 1, system.Streams()); err != nil {
+		return fmt.Errorf("NATS at %s (is JetStream on?): %w", url, err)
+	}
+	return nil
+}
+
 // Readiness polling: frequent enough that start-up is not slowed by the
 // poll itself, each probe short so one stuck process does not delay the
 // others' verdicts.
@@ -266,18 +413,18 @@ const (
 	readyProbeTimeout = 500 * time.Millisecond
 )
 
-// startPhases splits services into those started together first and the
-// gateway, started once they are ready.
-func startPhases(services []string) [][]string {
-	var backends, edge []string
-	for _, name := range services {
-		if name == Gateway {
-			edge = append(edge, name)
+// startPhases splits the instances into those started together first and
+// the gateway, started once they are ready.
+func startPhases(list []*instance) [][]*instance {
+	var backends, edge []*instance
+	for _, inst := range list {
+		if inst.service == Gateway {
+			edge = append(edge, inst)
 		} else {
-			backends = append(backends, name)
+			backends = append(backends, inst)
 		}
 	}
-	return [][]string{backends, edge}
+	return [][]*instance{backends, edge}
 }
 
 // waitReady returns once every child answers 200 on /readyz. It fails when
@@ -292,7 +439,7 @@ func (l *Launcher) waitReady(ctx context.Context, logger *slog.Logger, children 
 	last := map[string]string{}
 	readyCh := make(chan string, len(children))
 	for _, c := range children {
-		target := "http://" + l.info.Services[c.name].HTTP + "/readyz"
+		target := "http://" + c.adminAddr + "/readyz"
 		go func() {
 			tick := time.NewTicker(readyPollInterval)
 			defer tick.Stop()
@@ -384,9 +531,9 @@ func (l *Launcher) seed(ctx context.Context, logger *slog.Logger) error {
 }
 
 // stopAll stops the gateway first, so no new request comes in while the
-// services behind it drain, then every other service at once. Each gets
-// StopTimeout to exit before it is killed.
-func (l *Launcher) stopAll(ctx context.Context, logger *slog.Logger, children []*child) {
+// services behind it drain, then every other process at once. Each gets
+// StopTimeout to exit before it is killed. targets.json is left empty.
+func (l *Launcher) stopAll(ctx context.Context, logger *slog.Logger) {
 	stopOne := func(c *child) {
 		if c.exited() {
 			return
@@ -402,11 +549,13 @@ func (l *Launcher) stopAll(ctx context.Context, logger *slog.Logger, children []
 	}
 	logger.InfoContext(ctx, "stopping")
 	var rest []*child
-	for _, c := range children {
-		if c.name == Gateway {
-			stopOne(c)
-		} else {
-			rest = append(rest, c)
+	for _, inst := range l.instances {
+		switch {
+		case inst.child == nil || inst.child.cmd == nil:
+		case inst.service == Gateway:
+			stopOne(inst.child)
+		default:
+			rest = append(rest, inst.child)
 		}
 	}
 	var wg sync.WaitGroup
@@ -414,6 +563,10 @@ func (l *Launcher) stopAll(ctx context.Context, logger *slog.Logger, children []
 		wg.Go(func() { stopOne(c) })
 	}
 	wg.Wait()
+	for _, inst := range l.instances {
+		inst.gaveUp = true // nothing runs any more
+	}
+	l.writeTargets(ctx, logger)
 }
 
 // banner tells a person where everything is.

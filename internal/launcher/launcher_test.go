@@ -151,7 +151,11 @@ func testPlan(cfg Config) plan {
 		"inventory": {GRPC: "127.0.0.1:7007", HTTP: "127.0.0.1:7008"},
 		"cart":      {GRPC: "127.0.0.1:7009", HTTP: "127.0.0.1:7010"},
 	}
-	return newPlan(cfg, "nats://127.0.0.1:4333", addrs, "s3cret-admin-pw")
+	lists := map[string][]ServiceAddrs{}
+	for name, a := range addrs {
+		lists[name] = []ServiceAddrs{a}
+	}
+	return newPlan(cfg, "nats://127.0.0.1:4333", lists, "s3cret-admin-pw")
 }
 
 func TestChildEnvSQLite(t *testing.T) {
@@ -764,19 +768,95 @@ func TestRunReportsAServiceThatFailsToStart(t *testing.T) {
 	requireGone(t, r.l.Info().PIDs)
 }
 
-func TestRunStopsEverythingWhenAServiceDies(t *testing.T) {
-	r := launch(t, fakeConfig(t, t.TempDir(), &syncBuffer{}, nil))
+// targetsOf reads targets.json in dir: the admin address of each instance.
+func targetsOf(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, targetsFile))
+	require.NoError(t, err)
+	var targets []fileSDTarget
+	require.NoError(t, json.Unmarshal(b, &targets))
+	out := map[string]string{}
+	for _, tg := range targets {
+		require.Len(t, tg.Targets, 1)
+		require.True(t, strings.HasPrefix(tg.Labels["instance"], tg.Labels["service"]+"-"), "instance %q of %q", tg.Labels["instance"], tg.Labels["service"])
+		out[tg.Labels["instance"]] = tg.Targets[0]
+	}
+	return out
+}
+
+// A service that dies is started again on the same ports, logged and
+// counted, and targets.json follows it; the rest run on undisturbed.
+func TestRunRestartsAServiceThatDies(t *testing.T) {
+	dir := t.TempDir()
+	r := launch(t, fakeConfig(t, dir, &syncBuffer{}, nil))
 	r.waitReady(t)
 	info := r.l.Info()
+	require.Equal(t, map[string]string{
+		"identity-1": info.Services["identity"].HTTP, "catalog-1": info.Services["catalog"].HTTP, "gateway-1": info.Services["gateway"].HTTP,
+	}, targetsOf(t, dir))
 
 	resp, err := http.Post("http://"+info.Services["catalog"].HTTP+"/exit", "text/plain", nil)
 	if err == nil {
 		resp.Body.Close()
 	}
-	err = r.wait(t)
-	require.EqualError(t, err, "catalog exited unexpectedly (exit status 4)")
-	require.Contains(t, r.out.String(), `"msg":"service exited unexpectedly"`)
+	require.Eventually(t, func() bool { return r.l.Restarts("catalog") == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		code, _ := getMaybe("http://" + info.Services["catalog"].HTTP + "/readyz")
+		return code == http.StatusOK
+	}, 10*time.Second, 10*time.Millisecond, "the new process serves on the same port")
+	require.Contains(t, targetsOf(t, dir), "catalog-1")
+	require.NoError(t, syscall.Kill(info.PIDs["identity"], 0), "identity kept running")
+	out := r.out.String()
+	require.Contains(t, out, `"msg":"service exited unexpectedly; restarting","service":"launcher","name":"catalog","status":"exit status 4","restart_in":"100ms"`)
+	require.Contains(t, out, `"msg":"service restarted","service":"launcher","name":"catalog"`)
+
+	r.stop()
+	require.NoError(t, r.wait(t))
+	require.Empty(t, targetsOf(t, dir), "nothing runs any more")
 	requireGone(t, info.PIDs)
+}
+
+// A service that keeps dying is given up on with a clear message, while
+// the others keep running until the launcher is stopped.
+func TestRunGivesUpOnACrashLoop(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "catalog-crashes")
+	cfg := fakeConfig(t, dir, &syncBuffer{}, nil)
+	cfg.Env = append(cfg.Env, "FAKE_CRASH_MARKER="+marker)
+	r := launch(t, cfg)
+	r.waitReady(t)
+	info := r.l.Info()
+
+	require.NoError(t, os.WriteFile(marker, nil, 0o600))
+	resp, err := http.Post("http://"+info.Services["catalog"].HTTP+"/exit", "text/plain", nil)
+	if err == nil {
+		resp.Body.Close()
+	}
+	require.Eventually(t, func() bool {
+		return strings.Contains(r.out.String(), `"msg":"service keeps exiting: given up on, the rest keep running","service":"launcher","name":"catalog"`)
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Equal(t, crashLoopExits-1, r.l.Restarts("catalog"), "restarted after each exit but the last")
+	require.NotContains(t, targetsOf(t, dir), "catalog-1")
+	require.NoError(t, syscall.Kill(info.PIDs["identity"], 0), "identity keeps running")
+	select {
+	case err := <-r.done:
+		t.Fatalf("the launcher stopped: %v", err)
+	default:
+	}
+
+	r.stop()
+	require.NoError(t, r.wait(t))
+	requireGone(t, info.PIDs)
+}
+
+// getMaybe GETs url and returns the status, or 0 when nothing answers.
+func getMaybe(url string) (int, error) {
+	resp, err := http.Get(url) //nolint:noctx // a probe in a test
+	if err != nil {
+		return 0, err
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 func TestRunKillsAServiceThatIgnoresSIGTERM(t *testing.T) {
@@ -840,4 +920,77 @@ func TestChildEnvIsStableAcrossRestarts(t *testing.T) {
 	require.Contains(t, first, "MERCATO_IDENTITY_ADDR=127.0.0.1:1")
 	require.Contains(t, first, "MERCATO_SERVICE_SECRET=secret")
 	require.NotContains(t, first, "MERCATO_ADMIN_PASSWORD=admin-pass", "only identity learns the admin password")
+}
+
+func TestParseReplicas(t *testing.T) {
+	every, err := ParseReplicas("2")
+	require.NoError(t, err)
+	require.Equal(t, 2, every["catalog"])
+	require.NotContains(t, every, Gateway, "the gateway runs once")
+	some, err := ParseReplicas(" catalog=3, orders=2 ")
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"catalog": 3, "orders": 2}, some)
+	none, err := ParseReplicas("")
+	require.NoError(t, err)
+	require.Empty(t, none)
+
+	for in, want := range map[string]string{
+		"0":                   "replicas 0 is not between 1 and 16",
+		"17":                  "replicas 17 is not between 1 and 16",
+		"warehouse=2":         `replicas: unknown service "warehouse"`,
+		"catalog=0":           "replicas: catalog=0 is not between 1 and 16",
+		"catalog=99":          "replicas: catalog=99 is not between 1 and 16",
+		"catalog":             `replicas "catalog": want a count (2) or service=count pairs`,
+		"catalog=two":         `replicas "catalog=two": want a count`,
+		"catalog=2,,orders=2": `want a count`,
+		"catalog=2,catalog=3": "replicas: catalog is named twice",
+	} {
+		_, err := ParseReplicas(in)
+		require.ErrorContains(t, err, want, in)
+	}
+}
+
+func TestValidateReplicasAndNATS(t *testing.T) {
+	cfg := validConfig(t)
+	cfg.Services = []string{Identity, "catalog", Gateway}
+	cfg.Replicas = map[string]int{"orders": 2, Gateway: 2, "catalog": 20}
+	cfg.NATSURL = "http://nats:4222"
+	err := cfg.Validate()
+	require.ErrorContains(t, err, `replicas: "orders" is not a service this run starts`)
+	require.ErrorContains(t, err, "replicas: the gateway runs once")
+	require.ErrorContains(t, err, "replicas: catalog=20 is not between 1 and 16")
+	require.ErrorContains(t, err, `NATS URL "http://nats:4222" is not nats://host:port`)
+}
+
+// Replicas run as processes of their own, each on its ports, named
+// catalog-1, catalog-2 in the log and targets.json; every caller learns
+// all of them.
+func TestRunReplicas(t *testing.T) {
+	dir := t.TempDir()
+	cfg := fakeConfig(t, dir, &syncBuffer{}, nil)
+	cfg.Replicas = map[string]int{"catalog": 2}
+	r := launch(t, cfg)
+	r.waitReady(t)
+	info := r.l.Info()
+	require.Len(t, info.Instances["catalog"], 2)
+	first, second := info.Instances["catalog"][0], info.Instances["catalog"][1]
+	require.NotEqual(t, first, second)
+	require.Contains(t, info.PIDs, "catalog-1")
+	require.Contains(t, info.PIDs, "catalog-2")
+	require.Equal(t, map[string]string{
+		"identity-1": info.Services["identity"].HTTP, "catalog-1": first.HTTP, "catalog-2": second.HTTP, "gateway-1": info.Services["gateway"].HTTP,
+	}, targetsOf(t, dir))
+
+	_, gatewayEnv := get(t, "http://"+info.Services["gateway"].HTTP+"/env/MERCATO_CATALOG_ADDR")
+	require.Equal(t, first.GRPC+","+second.GRPC, gatewayEnv)
+	for i, a := range []ServiceAddrs{first, second} {
+		_, id := get(t, "http://"+a.HTTP+"/env/MERCATO_INSTANCE_ID")
+		require.Equal(t, fmt.Sprintf("catalog-%d", i+1), id)
+		_, dbURL := get(t, "http://"+a.HTTP+"/env/DATABASE_URL")
+		require.Equal(t, filepath.Join(dir, "catalog.db"), dbURL, "replicas share the service's database")
+	}
+	require.Contains(t, r.out.String(), `catalog-2 | {"msg":"serving","service":"catalog"}`)
+	r.stop()
+	require.NoError(t, r.wait(t))
+	requireGone(t, info.PIDs)
 }

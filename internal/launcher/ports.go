@@ -27,8 +27,11 @@ type Addrs struct {
 	Gateway string
 	// NATS is the embedded NATS server's client URL.
 	NATS string
-	// Services maps each service name to its listeners.
+	// Services maps each service name to its (first instance's) listeners.
 	Services map[string]ServiceAddrs
+	// Instances maps each service name to the listeners of every
+	// instance, in order (more than one with replicas).
+	Instances map[string][]ServiceAddrs
 }
 
 // GatewayURL is the public base URL, e.g. http://127.0.0.1:8080. A

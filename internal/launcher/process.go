@@ -10,7 +10,10 @@ import (
 
 // child is one service running as its own process.
 type child struct {
-	name   string
+	// name labels the process in the log; adminAddr is its admin HTTP
+	// address (/readyz).
+	name      string
+	adminAddr string
 	cmd    *exec.Cmd
 	stdout *lineWriter
 	stderr *lineWriter
@@ -110,14 +113,15 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 // close ends the spawning thread; call it only once every child has exited.
 func (s *spawner) close() { close(s.requests) }
 
-// startChild runs `<exe> serve <name>` with env, in its own process group
+// startChild runs `<exe> serve <service>` with env, labelled name in the
+// log, in its own process group
 // (so a Ctrl-C in the terminal reaches only the launcher, which stops the
 // children in order), streaming its output through sink. exits receives
 // the child once it has ended.
-func startChild(sp *spawner, exe, name string, env []string, sink *logSink, exits chan<- *child) (*child, error) {
+func startChild(sp *spawner, exe, service, name string, env []string, sink *logSink, exits chan<- *child) (*child, error) {
 	// Not CommandContext: cancelling would SIGKILL the child, while the
 	// launcher stops children itself, gracefully and in order.
-	cmd := exec.Command(exe, "serve", name) //nolint:noctx // see above
+	cmd := exec.Command(exe, "serve", service) //nolint:noctx // see above
 	cmd.Env = env
 	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
 	c.stdout = sink.writer(name)

@@ -101,7 +101,18 @@ type Server struct {
 	grpcLis  net.Listener
 	httpLis  net.Listener
 	readiness
+	announce Announce
 }
+
+// Announce makes the instance known to its callers (a service registry)
+// once it is ready, and returns how to withdraw it. See Server.Announce.
+type Announce func(ctx context.Context) (withdraw func(context.Context) error, err error)
+
+// Announce sets how Run makes the instance known: once every readiness
+// check passes, Run calls announce (retrying with a backoff while it
+// fails); on drain it withdraws the instance first, before the gRPC server
+// stops, so callers move away before a single call is refused.
+func (s *Server) Announce(announce Announce) { s.announce = announce }
 
 // New listens on both addresses at once (so a caller learns the real ports
 // before Run) and builds the gRPC server with the shared interceptor chain:
@@ -198,10 +209,27 @@ func (s *Server) Run(ctx context.Context, components ...Component) error {
 		s.updateHealth(gctx)
 		return Every(healthInterval, s.updateHealth)(gctx)
 	})
+	announced := make(chan func(context.Context) error, 1)
+	if s.announce != nil {
+		g.Go(func() error {
+			withdraw := s.announceWhenReady(gctx)
+			announced <- withdraw
+			return nil
+		})
+	} else {
+		announced <- nil
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		s.log.InfoContext(ctx, "shutting down", "timeout", s.cfg.ShutdownTimeout.String())
 		s.draining.Store(true)
+		if withdraw := <-announced; withdraw != nil {
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), withdrawTimeout)
+			if err := withdraw(wctx); err != nil {
+				s.log.WarnContext(ctx, "withdrawing from the registry failed", "error", err.Error())
+			}
+			cancel()
+		}
 		s.health.Shutdown()
 		deadline, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 		defer cancel()
@@ -227,6 +255,37 @@ func (s *Server) Run(ctx context.Context, components ...Component) error {
 		s.log.InfoContext(ctx, "stopped")
 	}
 	return err
+}
+
+// withdrawTimeout bounds the withdrawal from the registry on drain.
+const withdrawTimeout = 5 * time.Second
+
+// announceWhenReady waits until every readiness check passes, then
+// announces the instance, retrying a failed announcement with a backoff
+// (from 100 ms, doubling to 5 s), until ctx ends. It returns the
+// withdrawal, or nil when the instance was never announced.
+func (s *Server) announceWhenReady(ctx context.Context) func(context.Context) error {
+	wait := 100 * time.Millisecond
+	for {
+		if len(s.Ready(ctx)) == 0 {
+			withdraw, err := s.announce(ctx)
+			if err == nil {
+				s.log.InfoContext(ctx, "announced to the registry")
+				return withdraw
+			}
+			if ctx.Err() == nil {
+				s.log.WarnContext(ctx, "announcing to the registry failed", "error", err.Error(), "retry_in", wait.String())
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // releaseStartupMemory collects what start-up left behind (migrations,

@@ -3,6 +3,7 @@ package adapters_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -82,7 +83,7 @@ func newTestCache(t testing.TB, opts adapters.CacheOptions) *testCache {
 func (c *testCache) value(t *testing.T, id string) string {
 	t.Helper()
 	v, err := c.raw.Get(t.Context(), c.prefix+"catalog:product:"+id).Result()
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return ""
 	}
 	require.NoError(t, err)

@@ -333,7 +333,6 @@ func (c *ProductRedisCache) failed(ctx context.Context, op string, err error) {
 	c.metrics.errors.WithLabelValues(op).Inc()
 	now := c.now()
 	c.bypassUntil.Store(now.Add(cacheBypass).UnixNano())
-	c.failing.Store(true)
 
 	c.logMu.Lock()
 	if now.Before(c.nextLog) {
@@ -345,6 +344,9 @@ func (c *ProductRedisCache) failed(ctx context.Context, op string, err error) {
 	c.suppressed = 0
 	c.nextLog = now.Add(cacheLogInterval)
 	c.logMu.Unlock()
+	// Only a logged failure is followed by a logged recovery, so a Redis
+	// that comes and goes logs two lines per interval, not two per blip.
+	c.failing.Store(true)
 	c.opts.Logger.WarnContext(ctx, "catalog cache failed, reading from the database",
 		"operation", op, "error", err, "failures_not_logged", suppressed)
 }

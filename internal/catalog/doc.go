@@ -33,4 +33,20 @@
 //     indexed by (category, product_id), for filtering.
 //   - Products are deleted for good; product.deleted carries the product as
 //     it was.
+//   - With Config.Cache.RedisURL set, GetProduct and BatchGetProducts read
+//     through Redis (cache-aside, shared by every replica, entries living
+//     Config.Cache.TTL); writes never read it, since their versions and
+//     If-Match checks must come from the database. A write invalidates the
+//     product right after it commits, and one durable consumer of the
+//     catalog's own product.* events, shared by all replicas, invalidates
+//     again for writes whose own invalidation did not happen (Redis failed
+//     for a moment, the process died in between, a replica without the
+//     cache). Invalidation leaves a marker naming the first version current
+//     after the change, and a fill stores a product only if it is at least
+//     that version, both as Lua scripts; so a reader that read the old row
+//     before a write commits cannot put it back after the writer
+//     invalidated. Unknown ids are cached as such for at most 5s (see
+//     adapters.MaxNegativeCacheTTL). Redis is an optimisation, not a
+//     dependency: a failure is a miss, reads then skip Redis for a second,
+//     and Redis is not a readiness check.
 package catalog

@@ -3,8 +3,12 @@ package catalog
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mercato-dev/mercato/internal/catalog/adapters"
 	"github.com/mercato-dev/mercato/internal/catalog/app"
@@ -41,12 +45,66 @@ type Config struct {
 	// every restart invalidates the tokens in flight, so set it (the same on
 	// every replica) in any deployment with more than one.
 	PageTokenKey string
+	// Cache, when its RedisURL is set, keeps the products GetProduct and
+	// BatchGetProducts read in Redis, shared by every replica.
+	Cache CacheConfig
+}
+
+// Defaults of CacheConfig.
+const (
+	DefaultCacheTTL     = adapters.DefaultCacheTTL
+	DefaultCacheTimeout = adapters.DefaultCacheTimeout
+)
+
+// CacheConfig is the catalog's Redis cache of product reads.
+type CacheConfig struct {
+	// RedisURL (redis://[user:password@]host:port/db, or rediss:// for
+	// TLS) turns the cache on; empty leaves it off.
+	RedisURL string
+	// TTL is how long a product stays cached: the staleness a lost
+	// invalidation can cause at most. Default 60s.
+	TTL time.Duration
+	// Timeout bounds every Redis call, which is what a Redis outage adds
+	// to a read (once a second; in between reads skip Redis). Default
+	// 100ms.
+	Timeout time.Duration
+	// KeyPrefix starts every key ("" in production; tests use a unique
+	// one).
+	KeyPrefix string
+}
+
+// WithDefaults returns c with every unset field filled.
+func (c CacheConfig) WithDefaults() CacheConfig {
+	if c.TTL == 0 {
+		c.TTL = DefaultCacheTTL
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultCacheTimeout
+	}
+	return c
+}
+
+// Validate reports every problem with c at once; a cache that is off has
+// none.
+func (c CacheConfig) Validate() error {
+	if c.RedisURL == "" {
+		return nil
+	}
+	c = c.WithDefaults()
+	var p config.Problems
+	// The parse error is not quoted: it may echo a password.
+	_, err := redis.ParseURL(c.RedisURL)
+	p.Add(err != nil, "Redis URL is not a valid redis:// or rediss:// URL")
+	p.Add(c.TTL < time.Second || c.TTL > 24*time.Hour, "cache TTL %s is not between 1s and 24h", c.TTL)
+	p.Add(c.Timeout < time.Millisecond || c.Timeout > 10*time.Second, "cache timeout %s is not between 1ms and 10s", c.Timeout)
+	return p.Err()
 }
 
 // WithDefaults returns c with every unset field filled.
 func (c Config) WithDefaults() Config {
 	c.Server = c.Server.WithDefaults()
 	c.Events = c.Events.WithDefaults().WithStreams(Streams...)
+	c.Cache = c.Cache.WithDefaults()
 	return c
 }
 
@@ -60,6 +118,7 @@ func (c Config) Validate() error {
 	p.Include("events", c.Events.Validate())
 	p.Include("keys", c.Keys.Validate())
 	p.Include("page tokens", pagination.ValidateKey(c.PageTokenKey))
+	p.Include("cache", c.Cache.Validate())
 	return p.Err()
 }
 
@@ -86,8 +145,9 @@ type Service struct {
 }
 
 // New opens and migrates the database, connects to NATS (creating the
-// streams), and starts listening. Nothing is served until Run. On error
-// everything opened so far is closed again.
+// streams) and, when configured, to Redis, and starts listening. Nothing
+// is served or consumed until Run. On error everything opened so far is
+// closed again.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -117,7 +177,45 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if err != nil {
 		return nil, err
 	}
-	catalog := app.NewCatalog(repo, pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger))
+	var opts []app.Option
+	if cfg.Cache.RedisURL != "" {
+		cache, err := s.openCache(ctx, cfg.Cache, logger)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, app.WithCache(cache))
+	}
+	catalog := app.NewCatalog(repo, pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger), opts...)
+	if cfg.Cache.RedisURL != "" {
+		consumer, err := events.NewConsumer(d, js, logger, ports.ProductCacheConsumerConfig(Streams[0].Name),
+			ports.ProductCacheHandler(catalog), events.WithConsumerMetrics(s.Registry()))
+		if err != nil {
+			return nil, err
+		}
+		s.AddComponent(consumer.Run)
+	}
 	catalogv1.RegisterCatalogServiceServer(grpcServer, ports.NewGRPCServer(catalog))
 	return s, nil
+}
+
+// openCache makes the Redis client of the product cache. Redis is
+// deliberately not a readiness check, and an unreachable Redis does not
+// stop the catalog from starting: every read is answered from the
+// database without it, so a replica taken out of rotation for Redis would
+// turn a slower catalog into none at all.
+func (s *Service) openCache(ctx context.Context, cfg CacheConfig, logger *slog.Logger) (*adapters.ProductRedisCache, error) {
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, errors.New("parse Redis URL: not a valid redis:// or rediss:// URL")
+	}
+	client := redis.NewClient(adapters.CacheClientOptions(opts, cfg.Timeout))
+	s.OnClose(client.Close)
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if err := client.Ping(pingCtx).Err(); err != nil {
+		logger.WarnContext(ctx, "catalog cache unreachable at start, reading from the database until it answers", "error", err)
+	}
+	return adapters.NewProductRedisCache(client, adapters.CacheOptions{
+		Prefix: cfg.KeyPrefix, TTL: cfg.TTL, Timeout: cfg.Timeout, Logger: logger, Registerer: s.Registry(),
+	})
 }

@@ -167,6 +167,15 @@ func TestConfigValidate(t *testing.T) {
 		require.Contains(t, err.Error(), want)
 	}
 
+	withCache := valid
+	withCache.Cache = catalog.CacheConfig{RedisURL: "redis://cache:6379/0"}
+	require.NoError(t, withCache.Validate())
+	withCache.Cache = catalog.CacheConfig{RedisURL: "http://cache", TTL: time.Millisecond, Timeout: time.Minute}
+	err = withCache.Validate()
+	for _, want := range []string{"Redis URL", "cache TTL 1ms", "cache timeout 1m0s"} {
+		require.ErrorContains(t, err, want)
+	}
+
 	_, err = catalog.New(t.Context(), bad, slog.New(slog.DiscardHandler))
 	require.Error(t, err, "New refuses to start half-configured")
 	require.ErrorAs(t, err, new(*config.Error))

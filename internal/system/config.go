@@ -136,9 +136,20 @@ func readIdentity(env *config.Env) (identity.Config, error) {
 // readCatalog reads the catalog's configuration. Besides the common
 // settings it reads:
 //
-//	MERCATO_PAGE_TOKEN_KEY  secret signing list page tokens, at least 16
-//	                        bytes; set it, the same on every replica, when
-//	                        running more than one                       (random per process)
+//	MERCATO_PAGE_TOKEN_KEY         secret signing list page tokens, at least
+//	                               16 bytes; set it, the same on every
+//	                               replica, when running more than one   (random per process)
+//	REDIS_URL                      cache product reads in Redis, shared
+//	                               by every replica                      (unset: no cache)
+//	MERCATO_CATALOG_CACHE_TTL      how long a product stays cached, 1s to
+//	                               24h: the most a lost invalidation can
+//	                               leave it stale                        (60s)
+//	MERCATO_CATALOG_CACHE_TIMEOUT  bound of every Redis call: what a Redis
+//	                               outage adds to a read, once a second  (100ms)
+//
+// The cache is invalidated by every write once it commits and by the
+// product.* events, so every replica sees a change at once; a Redis outage
+// only sends the reads to the database.
 func readCatalog(env *config.Env) (catalog.Config, error) {
 	c := readCommon(env, catalog.Name)
 	cfg := catalog.Config{
@@ -147,6 +158,11 @@ func readCatalog(env *config.Env) (catalog.Config, error) {
 		Events:       c.Events,
 		Keys:         c.Keys,
 		PageTokenKey: env.String("MERCATO_PAGE_TOKEN_KEY", ""),
+		Cache: catalog.CacheConfig{
+			RedisURL: env.String("REDIS_URL", ""),
+			TTL:      env.Duration("MERCATO_CATALOG_CACHE_TTL", catalog.DefaultCacheTTL),
+			Timeout:  env.Duration("MERCATO_CATALOG_CACHE_TIMEOUT", catalog.DefaultCacheTimeout),
+		},
 	}
 	return cfg, checked(catalog.Name, env, cfg)
 }

@@ -60,3 +60,26 @@ func TestReadGatewayConfig(t *testing.T) {
 	var cfgErr *config.Error
 	require.ErrorAs(t, err, &cfgErr)
 }
+
+func TestReadCatalogConfig(t *testing.T) {
+	cfg, err := readCatalog(config.NewEnvFrom(map[string]string{
+		"REDIS_URL":                     "redis://cache:6379/1",
+		"MERCATO_CATALOG_CACHE_TTL":     "5m",
+		"MERCATO_CATALOG_CACHE_TIMEOUT": "20ms",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, "redis://cache:6379/1", cfg.Cache.RedisURL)
+	require.Equal(t, 5*time.Minute, cfg.Cache.TTL)
+	require.Equal(t, 20*time.Millisecond, cfg.Cache.Timeout)
+
+	defaults, err := readCatalog(config.NewEnvFrom(nil))
+	require.NoError(t, err)
+	require.Empty(t, defaults.Cache.RedisURL, "no cache unless asked for")
+	require.Equal(t, 60*time.Second, defaults.Cache.TTL)
+	require.Equal(t, 100*time.Millisecond, defaults.Cache.Timeout)
+
+	_, err = readCatalog(config.NewEnvFrom(map[string]string{"REDIS_URL": "redis://cache", "MERCATO_CATALOG_CACHE_TTL": "a while"}))
+	require.ErrorContains(t, err, "MERCATO_CATALOG_CACHE_TTL")
+	_, err = readCatalog(config.NewEnvFrom(map[string]string{"REDIS_URL": "redis://cache", "MERCATO_CATALOG_CACHE_TTL": "100h"}))
+	require.ErrorContains(t, err, "cache TTL")
+}

@@ -74,20 +74,25 @@ func (f ListFilter) scope() string { return strings.ToLower(f.Query) + "\x00" + 
 // Catalog runs the catalog's use cases. It is safe for concurrent use.
 type Catalog struct {
 	repo   ProductRepository
+	cache  ProductCache // nil: every read goes to repo
 	tokens pagination.Tokens
 	now    func() time.Time
 }
 
 // NewCatalog returns the use cases over repo. pageTokenKey signs list page
 // tokens; it must not be empty and must be the same on every replica.
-func NewCatalog(repo ProductRepository, pageTokenKey []byte) *Catalog {
-	return &Catalog{
+func NewCatalog(repo ProductRepository, pageTokenKey []byte, opts ...Option) *Catalog {
+	c := &Catalog{
 		repo:   repo,
 		tokens: pagination.NewTokens(pageTokenKey, "products"),
 		// Microseconds are what PostgreSQL keeps, so what a write returns
 		// equals what a later read returns.
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 	}
+	for _, opt := range opts {
+		opt(c)
+	}
+	return c
 }
 
 // CreateProduct adds a product. Admins only.
@@ -110,6 +115,9 @@ func (c *Catalog) CreateProduct(ctx context.Context, in domain.ProductInput) (do
 	if err := c.repo.Create(ctx, p, ev); err != nil {
 		return domain.Product{}, fmt.Errorf("create product: %w", err)
 	}
+	// Nobody can have read the new id yet, but a "not found" cached for
+	// it would hide the product: the invalidation makes sure.
+	c.invalidate(ctx, p.ID, p.Version)
 	return p, nil
 }
 
@@ -119,6 +127,9 @@ func (c *Catalog) GetProduct(ctx context.Context, id string) (domain.Product, er
 	canonical, ok := canonicalID(id)
 	if !ok {
 		return domain.Product{}, domain.ErrNotFound
+	}
+	if c.cache != nil {
+		return c.getCached(ctx, canonical)
 	}
 	p, err := c.repo.Get(ctx, canonical)
 	if err != nil {
@@ -142,7 +153,15 @@ func (c *Catalog) BatchGetProducts(ctx context.Context, ids []string) ([]domain.
 	if len(order) == 0 {
 		return []domain.Product{}, nil
 	}
-	found, err := c.repo.BatchGet(ctx, order)
+	var (
+		found []domain.Product
+		err   error
+	)
+	if c.cache != nil {
+		found, err = c.batchGetCached(ctx, order)
+	} else {
+		found, err = c.repo.BatchGet(ctx, order)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("batch get products: %w", err)
 	}
@@ -215,6 +234,7 @@ func (c *Catalog) UpdateProduct(ctx context.Context, cmd UpdateProduct) (domain.
 		if err != nil {
 			return domain.Product{}, fmt.Errorf("update product: %w", err)
 		}
+		c.invalidate(ctx, next.ID, next.Version)
 		return next, nil
 	}
 	return domain.Product{}, domain.ErrConcurrentMod
@@ -252,6 +272,7 @@ func (c *Catalog) DeleteProduct(ctx context.Context, id, ifMatch string) error {
 		if err != nil {
 			return fmt.Errorf("delete product: %w", err)
 		}
+		c.invalidate(ctx, canonical, current.Version+1)
 		return nil
 	}
 	return domain.ErrConcurrentMod

@@ -25,7 +25,9 @@ func TestConfigValidateAcceptsEachKind(t *testing.T) {
 }
 
 func TestConfigValidateGivesOneClearMessagePerProblem(t *testing.T) {
-	static := func(m map[string][]string) registry.Config { return registry.Config{Kind: registry.KindStatic, Static: m} }
+	static := func(m map[string][]string) registry.Config {
+		return registry.Config{Kind: registry.KindStatic, Static: m}
+	}
 	dnsHosts := func(m map[string]string) registry.Config {
 		return registry.Config{Kind: registry.KindDNS, DNS: registry.DNSConfig{Hosts: m}}
 	}

@@ -27,6 +27,9 @@ type etcdRegistry struct {
 	cli  *clientv3.Client
 	log  *slog.Logger
 	life *lifecycle
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func newEtcd(cfg EtcdConfig, logger *slog.Logger) (*etcdRegistry, error) {
@@ -364,8 +367,13 @@ func (w *etcdWatch) send() {
 }
 
 func (r *etcdRegistry) Close() error {
-	r.life.shutdown()
-	return r.cli.Close()
+	r.closeOnce.Do(func() {
+		r.life.shutdown()
+		if err := r.cli.Close(); err != nil {
+			r.closeErr = fmt.Errorf("etcd registry: close: %w", err)
+		}
+	})
+	return r.closeErr
 }
 
 // backoff spaces retries of a backend that does not answer: doubling from

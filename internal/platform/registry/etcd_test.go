@@ -86,6 +86,7 @@ func TestEtcdWatchFollowsRegistrations(t *testing.T) {
 
 	require.NoError(t, clients.Close())
 	eventually(t, 5*time.Second, func() bool { _, ok := <-sets; return !ok }, "Close ends every watch")
+	require.NoError(t, clients.Close(), "Close is idempotent")
 	_, err = clients.Watch(ctx, "catalog")
 	require.ErrorIs(t, err, registry.ErrClosed)
 	_, err = clients.Register(ctx, c1)

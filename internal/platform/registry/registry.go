@@ -24,9 +24,10 @@ type Instance struct {
 	// Service is the name the instance serves under, e.g. "catalog".
 	Service string `json:"service"`
 	// ID tells the instance from the service's others; it must be unique
-	// within the service and stable for the life of the process (a pod name,
-	// host and port). Backends that discover rather than register (static,
-	// dns) use the gRPC address.
+	// within the service (etcd: two registrations of one ID share one key,
+	// the last put wins) and stable for the life of the process (a pod
+	// name, host and port). Backends that discover rather than register
+	// (static, dns) use the gRPC address.
 	ID string `json:"id"`
 	// GRPCAddr is the host:port its gRPC server listens on.
 	GRPCAddr string `json:"grpc_addr"`
@@ -91,7 +92,8 @@ type Registration interface {
 // Refresher is implemented by backends that poll (dns): Refresh asks every
 // watch of service for an immediate lookup instead of waiting for the next
 // interval, e.g. after a connection to one of its instances failed. It
-// never blocks; lookups it asks for are spaced by at least a second.
+// never blocks; lookups it asks for are spaced by at least a second (or
+// the interval, when shorter).
 type Refresher interface {
 	Refresh(service string)
 }

@@ -50,7 +50,9 @@ func NewBuilder(reg Registry, logger *slog.Logger) *Builder {
 func (b *Builder) Scheme() string { return Scheme }
 
 // Build starts following the target's service. It fails only for a target
-// that names no service; an unreachable backend is reported to cc.
+// that names no service; an unreachable backend is reported to cc (for
+// etcd, once a first read has failed for the dial timeout; calls made
+// meanwhile wait, within their deadlines).
 func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
 	service := strings.TrimPrefix(target.Endpoint(), "/")
 	if !validServiceName(service) {

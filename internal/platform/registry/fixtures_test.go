@@ -219,8 +219,8 @@ type dnsServer struct {
 	addr    string
 	queries atomic.Int64
 	mu      sync.Mutex
-	a       map[string][]string      // name -> IPv4 addresses
-	srv     map[string][]dns.SRV     // name -> records
+	a       map[string][]string  // name -> IPv4 addresses
+	srv     map[string][]dns.SRV // name -> records
 	server  *dns.Server
 }
 

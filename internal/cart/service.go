@@ -153,7 +153,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 		repo = redisRepo
 	}
 
-	catalogConn, err := resilience.Dial("catalog", cfg.CatalogAddr, resilience.Options{Registerer: s.Registry()})
+	dialOpts, err := s.DialOptions(cfg.Server)
+	if err != nil {
+		return nil, err
+	}
+	catalogConn, err := resilience.Dial("catalog", cfg.CatalogAddr, resilience.Options{Registerer: s.Registry(), DialOptions: dialOpts})
 	if err != nil {
 		return nil, err
 	}

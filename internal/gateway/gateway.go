@@ -18,10 +18,13 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/mercato-dev/mercato/internal/gen"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/registry"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
 
@@ -46,6 +49,9 @@ type Config struct {
 	Upstreams []Upstream
 	// Keys verify access tokens.
 	Keys auth.KeysConfig
+	// Registry finds the upstreams' instances for mercato:/// targets; a
+	// zero Registry means none (every target a fixed address or URI).
+	Registry registry.Config
 	// RateLimitRPS is the sustained requests per second allowed per client
 	// IP and, separately, per authenticated user, with bursts of twice as
 	// many. 0 turns rate limiting off.
@@ -121,6 +127,9 @@ func (c Config) Validate() error {
 		}
 	}
 	p.Include("keys", c.Keys.Validate())
+	if c.Registry.Kind != "" {
+		p.Include("registry", c.Registry.WithDefaults().Validate())
+	}
 	p.Add(c.RateLimitRPS < 0, "rate limit must not be negative")
 	p.Add(c.LoginRateLimitRPS < 0, "login rate limit must not be negative")
 	p.Add(c.BodyLimitBytes <= 0, "body limit must be positive")
@@ -159,6 +168,7 @@ type Gateway struct {
 	verifier  *auth.Verifier
 	limits    *rateLimits
 	metrics   *observability.HTTPMetrics
+	discovery registry.Registry
 	policy    accessPolicy
 	transcode *transcoders
 	cors      corsPolicy
@@ -199,14 +209,25 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	var keysReady func(context.Context) error
 	g.verifier, keysReady = cfg.Keys.NewVerifier()
 
-	pool, err := dialUpstreams(cfg.Upstreams)
+	var dialOpts []grpc.DialOption
+	if cfg.Registry.Kind != "" {
+		reg, err := registry.Open(cfg.Registry.WithDefaults(), logger)
+		if err != nil {
+			return nil, fmt.Errorf("gateway registry: %w", err)
+		}
+		g.discovery = reg
+		dialOpts = append(dialOpts, registry.WithResolver(reg, logger))
+	}
+	pool, err := dialUpstreams(cfg.Upstreams, dialOpts...)
 	if err != nil {
+		g.closeDiscovery()
 		return nil, err
 	}
 	built := false
 	defer func() {
 		if !built {
 			_ = pool.close()
+			g.closeDiscovery()
 		}
 	}()
 	g.pool = pool
@@ -284,7 +305,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if cerr := g.pool.close(); cerr != nil {
 		g.log.WarnContext(ctx, "closing upstream connections", "error", cerr.Error())
 	}
+	g.closeDiscovery()
 	return err
+}
+
+func (g *Gateway) closeDiscovery() {
+	if g.discovery != nil {
+		_ = g.discovery.Close()
+	}
 }
 
 // handler is the public handler. /healthz answers before the chain so

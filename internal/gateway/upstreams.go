@@ -57,7 +57,7 @@ type upstreamPool struct {
 	targets map[string]string
 }
 
-func dialUpstreams(upstreams []Upstream) (*upstreamPool, error) {
+func dialUpstreams(upstreams []Upstream, extra ...grpc.DialOption) (*upstreamPool, error) {
 	p := &upstreamPool{conns: map[string]*grpc.ClientConn{}, targets: map[string]string{}}
 	for _, u := range upstreams {
 		p.targets[u.Name] = u.Target
@@ -66,7 +66,7 @@ func dialUpstreams(upstreams []Upstream) (*upstreamPool, error) {
 			_ = p.close()
 			return nil, err
 		}
-		conn, err := grpc.NewClient(u.Target,
+		conn, err := grpc.NewClient(u.Target, append([]grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultServiceConfig(serviceConfig),
 			// Pings only while calls are in flight: the services keep
@@ -77,7 +77,7 @@ func dialUpstreams(upstreams []Upstream) (*upstreamPool, error) {
 			// by the route's metrics here and by the service's own.
 			grpc.WithChainUnaryInterceptor(markUpstreamCall, observability.UnaryClientTracing(propagator)),
 			grpc.WithUserAgent("mercato-gateway"),
-		)
+		}, extra...)...)
 		if err != nil {
 			_ = p.close()
 			return nil, fmt.Errorf("%s upstream %q: %w", u.Name, u.Target, err)

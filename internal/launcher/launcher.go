@@ -584,6 +584,14 @@ func (l *Launcher) banner() string {
 	fmt.Fprintf(&b, "    Admin     %s\n", l.info.AdminEmail)
 	fmt.Fprintf(&b, "    Password  %s\n", l.info.AdminPassword)
 	fmt.Fprintf(&b, "    Data      %s\n", data)
+	if len(l.cfg.Replicas) > 0 {
+		var counts []string
+		for _, svc := range l.cfg.Services {
+			counts = append(counts, fmt.Sprintf("%s×%d", svc, l.cfg.replicasOf(svc)))
+		}
+		fmt.Fprintf(&b, "    Services  %s\n", strings.Join(counts, " "))
+	}
+	fmt.Fprintf(&b, "    Targets   %s (Prometheus file_sd)\n", filepath.Join(l.cfg.DataDir, targetsFile))
 	fmt.Fprintf(&b, "\n  Ctrl-C to stop.\n\n")
 	return b.String()
 }

@@ -990,6 +990,7 @@ func TestRunReplicas(t *testing.T) {
 		require.Equal(t, filepath.Join(dir, "catalog.db"), dbURL, "replicas share the service's database")
 	}
 	require.Contains(t, r.out.String(), `catalog-2 | {"msg":"serving","service":"catalog"}`)
+	require.Contains(t, r.out.String(), "    Services  identity×1 catalog×2 gateway×1\n", "the banner counts the instances")
 	r.stop()
 	require.NoError(t, r.wait(t))
 	requireGone(t, info.PIDs)

@@ -227,7 +227,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	// down fails only the requests that need it (placing an order asks the
 	// catalog and payments, 503 while they cannot answer), and the saga
 	// waits for it.
-	nb, err := dialNeighbours(cfg, s.Registry(), s.OnClose)
+	dialOpts, err := s.DialOptions(cfg.Server)
+	if err != nil {
+		return nil, err
+	}
+	nb, err := dialNeighbours(cfg, s.Registry(), dialOpts, s.OnClose)
 	if err != nil {
 		return nil, err
 	}
@@ -267,10 +271,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 // the service's own behalf with a service token from identity; the cart is
 // read with the user's token, which its client forwards. Every connection
 // it opens is handed to onClose.
-func dialNeighbours(cfg Config, reg prometheus.Registerer, onClose func(func() error)) (Neighbours, error) {
+func dialNeighbours(cfg Config, reg prometheus.Registerer, dialOpts []grpc.DialOption, onClose func(func() error)) (Neighbours, error) {
 	nb := cfg.Neighbours
 	dial := func(name, target string, interceptors ...grpc.UnaryClientInterceptor) (*grpc.ClientConn, error) {
-		conn, err := resilience.Dial(name, target, resilience.Options{Registerer: reg, Interceptors: interceptors})
+		conn, err := resilience.Dial(name, target, resilience.Options{Registerer: reg, Interceptors: interceptors, DialOptions: dialOpts})
 		if err != nil {
 			return nil, err
 		}

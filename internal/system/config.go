@@ -21,6 +21,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
+	"github.com/mercato-dev/mercato/internal/platform/registry"
 	"github.com/mercato-dev/mercato/internal/platform/server"
 )
 
@@ -49,6 +50,9 @@ func readCommon(env *config.Env, service string) common {
 			GRPCAddr:        env.String("MERCATO_GRPC_ADDR", ":9090"),
 			HTTPAddr:        env.String("MERCATO_HTTP_ADDR", ":8081"),
 			ShutdownTimeout: env.Duration("MERCATO_SHUTDOWN_TIMEOUT", 15*time.Second),
+			Registry:        readRegistry(env, service),
+			InstanceID:      env.String("MERCATO_INSTANCE_ID", ""),
+			AdvertiseHost:   env.String("MERCATO_ADVERTISE_HOST", ""),
 		},
 		DB: readDB(env, service),
 		Events: events.Config{
@@ -58,6 +62,70 @@ func readCommon(env *config.Env, service string) common {
 		},
 		Keys: auth.KeysConfig{JWKSURL: env.String("JWKS_URL", "http://identity:8081/.well-known/jwks.json")},
 	}
+}
+
+// readRegistry reads how the instance is found and finds the services it
+// calls:
+//
+//	MERCATO_REGISTRY         static, dns or etcd                                (static)
+//	MERCATO_ETCD_ENDPOINTS   etcd client URLs, comma-separated (etcd: required)
+//	MERCATO_<SERVICE>_ADDR   static: the gRPC address of a service it calls, or
+//	                         the addresses of its instances, comma-separated;
+//	                         dns: host:port of its headless service (each A/AAAA
+//	                         record an instance); a gRPC target URI such as
+//	                         dns:///name:port is used as it is, with any kind    (<service>:9090)
+//
+// With etcd every instance registers itself once ready (MERCATO_INSTANCE_ID
+// names it, MERCATO_ADVERTISE_HOST is where it is reached) and deregisters
+// first thing on drain.
+func readRegistry(env *config.Env, service string) registry.Config {
+	cfg := registry.Config{Kind: env.String("MERCATO_REGISTRY", registry.KindStatic)}
+	entry, _ := Lookup(service)
+	for _, callee := range entry.Calls {
+		addr := env.String(AddrVar(callee), defaultTarget(callee))
+		if isTargetURI(addr) {
+			continue
+		}
+		switch cfg.Kind {
+		case registry.KindStatic:
+			if cfg.Static == nil {
+				cfg.Static = map[string][]string{}
+			}
+			for _, a := range strings.Split(addr, ",") {
+				cfg.Static[callee] = append(cfg.Static[callee], strings.TrimSpace(a))
+			}
+		case registry.KindDNS:
+			if cfg.DNS.Hosts == nil {
+				cfg.DNS.Hosts = map[string]string{}
+			}
+			cfg.DNS.Hosts[callee] = addr
+		}
+	}
+	if cfg.Kind == registry.KindStatic && len(cfg.Static) == 0 {
+		// Calls no one by address, registers nowhere: nothing to open.
+		return registry.Config{}
+	}
+	if eps := env.String("MERCATO_ETCD_ENDPOINTS", ""); eps != "" {
+		for _, ep := range strings.Split(eps, ",") {
+			if ep = strings.TrimSpace(ep); ep != "" {
+				cfg.Etcd.Endpoints = append(cfg.Etcd.Endpoints, ep)
+			}
+		}
+	}
+	return cfg
+}
+
+// isTargetURI tells a gRPC target URI (dns:///name:port) from addresses.
+func isTargetURI(addr string) bool { return strings.Contains(addr, ":///") }
+
+// target is how a client names service: the registry's target, or a
+// gRPC target URI given as it is (see readRegistry).
+func target(env *config.Env, service string) string {
+	addr := env.String(AddrVar(service), defaultTarget(service))
+	if isTargetURI(addr) {
+		return addr
+	}
+	return registry.Target(service)
 }
 
 func readDB(env *config.Env, service string) db.Config {
@@ -322,6 +390,7 @@ func readGateway(env *config.Env, upstreams []Service) (gateway.Config, error) {
 		AdminAddr:         c.Server.HTTPAddr,
 		ShutdownTimeout:   c.Server.ShutdownTimeout,
 		Keys:              c.Keys,
+		Registry:          c.Server.Registry,
 		RateLimitRPS:      env.Float("MERCATO_RATE_LIMIT_RPS", 100),
 		LoginRateLimitRPS: env.Float("MERCATO_LOGIN_RATE_LIMIT_RPS", 0),
 		BodyLimitBytes:    int64(env.Int("MERCATO_BODY_LIMIT", gateway.DefaultBodyLimitBytes)),

@@ -1,6 +1,7 @@
 package system
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -38,10 +39,14 @@ func TestReadGatewayConfig(t *testing.T) {
 	}
 	want := map[string]string{}
 	for _, u := range upstreams {
-		want[u.Name] = u.Name + ":9090" // a Kubernetes service name by default
+		want[u.Name] = "mercato:///" + u.Name // through the registry
 	}
-	want["identity"], want["catalog"] = "127.0.0.1:9101", "dns:///catalog:9090"
+	want["catalog"] = "dns:///catalog:9090" // a target URI is used as it is
 	require.Equal(t, want, targets)
+	require.Equal(t, "static", cfg.Registry.Kind)
+	require.Equal(t, []string{"127.0.0.1:9101"}, cfg.Registry.Static["identity"])
+	require.Equal(t, []string{"orders:9090"}, cfg.Registry.Static["orders"], "a Kubernetes service name by default")
+	require.NotContains(t, cfg.Registry.Static, "catalog")
 	require.Zero(t, cfg.RateLimitRPS)
 	require.Equal(t, int64(2048), cfg.BodyLimitBytes)
 	require.Equal(t, 3*time.Second, cfg.RequestTimeout)
@@ -51,7 +56,8 @@ func TestReadGatewayConfig(t *testing.T) {
 	defaults, err := readGateway(config.NewEnvFrom(nil), upstreams)
 	require.NoError(t, err)
 	require.Equal(t, ":8080", defaults.Addr)
-	require.Equal(t, "catalog:9090", defaults.Upstreams[1].Target)
+	require.Equal(t, "mercato:///catalog", defaults.Upstreams[1].Target)
+	require.Equal(t, []string{"catalog:9090"}, defaults.Registry.Static["catalog"])
 	require.Equal(t, float64(100), defaults.RateLimitRPS)
 
 	_, err = readGateway(config.NewEnvFrom(map[string]string{"MERCATO_RATE_LIMIT_RPS": "lots", "MERCATO_REQUEST_TIMEOUT": "soon"}), upstreams)
@@ -82,4 +88,31 @@ func TestReadCatalogConfig(t *testing.T) {
 	require.ErrorContains(t, err, "MERCATO_CATALOG_CACHE_TTL")
 	_, err = readCatalog(config.NewEnvFrom(map[string]string{"REDIS_URL": "redis://cache", "MERCATO_CATALOG_CACHE_TTL": "100h"}))
 	require.ErrorContains(t, err, "cache TTL")
+}
+
+func TestReadRegistry(t *testing.T) {
+	replicas := config.NewEnvFrom(map[string]string{"MERCATO_CATALOG_ADDR": "127.0.0.1:9001, 127.0.0.1:9002"})
+	cfg := readRegistry(replicas, "cart")
+	require.Equal(t, map[string][]string{"catalog": {"127.0.0.1:9001", "127.0.0.1:9002"}}, cfg.Static)
+	require.NoError(t, cfg.Validate())
+
+	require.Zero(t, readRegistry(config.NewEnvFrom(nil), "catalog"), "calls no one, registers nowhere")
+
+	dns := readRegistry(config.NewEnvFrom(map[string]string{"MERCATO_REGISTRY": "dns", "MERCATO_CATALOG_ADDR": "catalog.shop.svc.cluster.local.:9090"}), "cart")
+	require.Equal(t, map[string]string{"catalog": "catalog.shop.svc.cluster.local.:9090"}, dns.DNS.Hosts)
+
+	etcd := readRegistry(config.NewEnvFrom(map[string]string{"MERCATO_REGISTRY": "etcd", "MERCATO_ETCD_ENDPOINTS": "http://etcd-0:2379, http://etcd-1:2379"}), "catalog")
+	require.Equal(t, []string{"http://etcd-0:2379", "http://etcd-1:2379"}, etcd.Etcd.Endpoints)
+	require.NoError(t, etcd.WithDefaults().Validate())
+
+	for vars, want := range map[string]string{
+		"MERCATO_REGISTRY=consul": "consul",
+		"MERCATO_REGISTRY=etcd":   "endpoint",
+	} {
+		k, v, _ := strings.Cut(vars, "=")
+		_, err := readCatalog(config.NewEnvFrom(map[string]string{k: v}))
+		require.ErrorContains(t, err, want, vars)
+		var cfgErr *config.Error
+		require.ErrorAs(t, err, &cfgErr, "%s is a configuration problem", vars)
+	}
 }

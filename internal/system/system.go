@@ -111,10 +111,6 @@ func AddrVar(service string) string {
 // service name and the gRPC port.
 func defaultTarget(service string) string { return service + ":9090" }
 
-// target reads the gRPC target of service.
-func target(env *config.Env, service string) string {
-	return env.String(AddrVar(service), defaultTarget(service))
-}
 
 // validator is a service Config.
 type validator interface{ Validate() error }

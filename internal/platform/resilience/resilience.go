@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/health" // client-side health checking, enabled in the service config
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -43,6 +44,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Interceptors run innermost, after retries (e.g. a service token).
 	Interceptors []grpc.UnaryClientInterceptor
+	// DialOptions are added to the connection's, e.g. the resolver of a
+	// service registry (registry.WithResolver) for mercato:/// targets.
+	DialOptions []grpc.DialOption
 }
 
 func (o Options) WithDefaults() Options {
@@ -67,8 +71,12 @@ func (o Options) WithDefaults() Options {
 // ErrCircuitOpen is returned (as codes.Unavailable) while a target's breaker is open.
 var ErrCircuitOpen = status.Error(codes.Unavailable, "circuit breaker open")
 
-// Dial returns a connection to target (host:port, or dns:///name:port for a
-// Kubernetes headless service whose addresses are balanced round-robin).
+// Dial returns a connection to target: host:port, dns:///name:port for a
+// Kubernetes headless service, or mercato:///<service> through a service
+// registry (with its resolver in DialOptions). Calls are balanced
+// round-robin over every instance the target resolves to, skipping those
+// whose gRPC health says they are not serving (draining, not ready), so a
+// retry lands on another instance.
 // Every unary call gets a deadline, the request id and trace context, a
 // circuit breaker, and retries when the failure is transient (Unavailable,
 // or ResourceExhausted from a breaker or limiter).
@@ -103,12 +111,13 @@ func Dial(name, target string, opts Options) (*grpc.ClientConn, error) {
 	interceptors = append(interceptors, retry(opts.Attempts, opts.BaseBackoff), breakerInterceptor(breaker))
 	interceptors = append(interceptors, opts.Interceptors...)
 
-	conn, err := grpc.NewClient(target,
+	dialOpts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}],"healthCheckConfig":{"serviceName":""}}`),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithChainUnaryInterceptor(interceptors...),
-	)
+	}, opts.DialOptions...)
+	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s at %s: %w", name, target, err)
 	}

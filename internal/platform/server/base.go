@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,7 @@ import (
 	"github.com/mercato-dev/mercato/internal/platform/db"
 	"github.com/mercato-dev/mercato/internal/platform/events"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/registry"
 )
 
 // Base is what every service process is built on. A service embeds it, and
@@ -27,6 +29,7 @@ type Base struct {
 	name       string
 	log        *slog.Logger
 	registry   *prometheus.Registry
+	discovery  registry.Registry
 	server     *Server
 	checks     []namedCheck
 	reports    []namedCheck
@@ -46,6 +49,33 @@ func NewBase(name string, logger *slog.Logger) Base {
 
 // Registry is where the service's metrics go; /metrics serves it.
 func (b *Base) Registry() *prometheus.Registry { return b.registry }
+
+// Discovery opens, the first time, the service registry cfg names (nil
+// when it names none); it is closed after everything else.
+func (b *Base) Discovery(cfg Config) (registry.Registry, error) {
+	if b.discovery != nil || cfg.Registry.Kind == "" {
+		return b.discovery, nil
+	}
+	reg, err := registry.Open(cfg.Registry.WithDefaults(), b.log)
+	if err != nil {
+		return nil, fmt.Errorf("%s registry: %w", b.name, err)
+	}
+	b.discovery = reg
+	// Closers run last-added first: prepend, so the registry outlives the
+	// connections that resolve through it.
+	b.closers.fns = append([]func() error{reg.Close}, b.closers.fns...)
+	return reg, nil
+}
+
+// DialOptions are what a client of another service needs to resolve
+// mercato:/// targets through the registry cfg names (none without one).
+func (b *Base) DialOptions(cfg Config) ([]grpc.DialOption, error) {
+	reg, err := b.Discovery(cfg)
+	if err != nil || reg == nil {
+		return nil, err
+	}
+	return []grpc.DialOption{registry.WithResolver(reg, b.log)}, nil
+}
 
 // OpenDB opens the database cfg names, applies migrate to it (the
 // service's MigrateDB), and makes it a readiness check; it is closed last.
@@ -102,11 +132,34 @@ func (b *Base) Listen(cfg Config, authenticate grpc.UnaryServerInterceptor) (*gr
 	if authenticate != nil {
 		extra = append(extra, authenticate)
 	}
+	reg, err := b.Discovery(cfg)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := New(b.name, cfg, b.log, b.registry, extra...)
 	if err != nil {
 		return nil, err
 	}
 	b.server = srv
+	if reg != nil {
+		inst := registry.Instance{
+			Service:   b.name,
+			ID:        cfg.InstanceID,
+			GRPCAddr:  advertised(cfg.AdvertiseHost, srv.grpcLis.Addr()),
+			AdminAddr: advertised(cfg.AdvertiseHost, srv.httpLis.Addr()),
+		}
+		if inst.ID == "" {
+			host, _ := os.Hostname()
+			inst.ID = host + "-" + portOf(srv.grpcLis.Addr())
+		}
+		srv.Announce(func(ctx context.Context) (func(context.Context) error, error) {
+			registration, err := reg.Register(ctx, inst)
+			if err != nil {
+				return nil, err
+			}
+			return registration.Deregister, nil
+		})
+	}
 	for _, c := range b.checks {
 		srv.AddCheck(c.name, c.check)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mercato-dev/mercato/internal/platform/config"
 	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/registry"
 )
 
 // Config says where a service listens and how long it may take to stop.
@@ -38,6 +39,18 @@ type Config struct {
 	HTTPAddr string
 	// ShutdownTimeout bounds the graceful drain.
 	ShutdownTimeout time.Duration
+	// Registry is the service registry the instance announces itself in
+	// once it is ready, withdrawing first thing on drain (Server.Announce),
+	// and whose resolver finds the services it calls. A zero Registry
+	// (no Kind) means none: neighbours at fixed addresses.
+	Registry registry.Config
+	// InstanceID names the instance in the registry; the host name and
+	// gRPC port by default.
+	InstanceID string
+	// AdvertiseHost is the host its callers reach it at: by default the
+	// listen host, or this machine's first non-loopback address when it
+	// listens on every interface.
+	AdvertiseHost string
 }
 
 // WithDefaults returns c with every unset field filled.
@@ -54,6 +67,9 @@ func (c Config) Validate() error {
 	p.Add(c.GRPCAddr == "", "gRPC listen address is empty")
 	p.Add(c.HTTPAddr == "", "HTTP listen address is empty")
 	p.Add(c.ShutdownTimeout < 0, "shutdown timeout must not be negative")
+	if c.Registry.Kind != "" {
+		p.Include("registry", c.Registry.WithDefaults().Validate())
+	}
 	for _, a := range []string{c.GRPCAddr, c.HTTPAddr} {
 		if a != "" {
 			_, _, err := net.SplitHostPort(a)
@@ -165,6 +181,32 @@ func New(name string, cfg Config, logger *slog.Logger, reg *prometheus.Registry,
 	s.mux.HandleFunc("GET /readyz", s.serveReady)
 	s.mux.Handle("GET /metrics", observability.MetricsHandler(reg))
 	return s, nil
+}
+
+// advertised is the address callers reach a listener at: on host when
+// given, else on the listener's own host unless that is every interface,
+// then on this machine's first non-loopback address.
+func advertised(host string, addr net.Addr) string {
+	port := portOf(addr)
+	if host != "" {
+		return net.JoinHostPort(host, port)
+	}
+	if tcp, ok := addr.(*net.TCPAddr); ok && !tcp.IP.IsUnspecified() {
+		return net.JoinHostPort(tcp.IP.String(), port)
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipnet, ok := a.(*net.IPNet); ok && !ipnet.IP.IsLoopback() && ipnet.IP.To4() != nil {
+				return net.JoinHostPort(ipnet.IP.String(), port)
+			}
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+func portOf(addr net.Addr) string {
+	_, port, _ := net.SplitHostPort(addr.String())
+	return port
 }
 
 // GRPC returns the gRPC server to register services on.

@@ -209,6 +209,7 @@ func (s *Saga) Run(ctx context.Context) error {
 	defer ticker.Stop()
 	watch := time.NewTicker(s.stuckCheckInterval())
 	defer watch.Stop()
+	s.checkStuck(ctx) // the gauges have values from the start
 	for {
 		s.poll(ctx)
 		select {
@@ -218,10 +219,14 @@ func (s *Saga) Run(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 		case <-watch.C:
-			if err := s.CheckStuck(ctx); err != nil && ctx.Err() == nil {
-				s.log.WarnContext(ctx, "looking for stuck orders failed", "error", err.Error())
-			}
+			s.checkStuck(ctx)
 		}
+	}
+}
+
+func (s *Saga) checkStuck(ctx context.Context) {
+	if err := s.CheckStuck(ctx); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "looking for stuck orders failed", "error", err.Error())
 	}
 }
 

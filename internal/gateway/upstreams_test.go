@@ -68,8 +68,12 @@ var testAPIs = []struct {
 			ordersv1.OrdersService_GetOrder_FullMethodName,
 			ordersv1.OrdersService_ListOrders_FullMethodName,
 			ordersv1.OrdersService_ListOrderEvents_FullMethodName,
+			ordersv1.OrdersService_ListStuckOrders_FullMethodName,
 		},
-		Access: []Rule{{Prefix: "/api/v1/orders", Access: SignedIn}},
+		Access: []Rule{
+			{Prefix: "/api/v1/orders", Access: SignedIn},
+			{Prefix: "/api/v1/admin/orders", Access: AdminOnly},
+		},
 	}},
 	{"payments", API{
 		Register:  paymentsv1.RegisterPaymentsServiceHandler,

@@ -1,7 +1,9 @@
 // Package orders is the orders service: it takes orders (an append-only
 // event stream per order, with a read model) and runs the checkout saga
 // against inventory and payments until every order is confirmed, rejected
-// or cancelled, announcing order.* events through a transactional outbox.
+// or cancelled (or, when its payment cannot be returned, needs an
+// operator's attention), announcing order.* events through a
+// transactional outbox.
 package orders
 
 import (
@@ -47,6 +49,9 @@ const Name = "orders"
 const (
 	DefaultSagaDeadline = app.DefaultSagaDeadline
 	DefaultSagaWorkers  = app.DefaultSagaWorkers
+	// DefaultSagaStuckAfter is how long an order's saga may record nothing
+	// before the order counts as stuck.
+	DefaultSagaStuckAfter = app.DefaultStuckAfter
 	// DefaultIdempotencyKeyTTL is how long an Idempotency-Key is remembered.
 	DefaultIdempotencyKeyTTL = app.DefaultIdempotencyKeyTTL
 	MaxSagaWorkers           = 1024
@@ -100,6 +105,10 @@ type Config struct {
 	// SagaPollInterval is how often the saga looks for due retries and
 	// orders left by a stopped replica. Default 1s.
 	SagaPollInterval time.Duration
+	// SagaStuckAfter is how long an order whose saga still has work to do
+	// may record no event before it is logged (once), counted in
+	// mercato_orders_stuck and listed for admins. Default 2m; 1s to 24h.
+	SagaStuckAfter time.Duration
 	// InstanceID names this replica in saga leases; it must differ between
 	// live replicas. Default: the host name. A replica restarted under the
 	// same id resumes its orders at once.
@@ -137,6 +146,9 @@ func (c Config) WithDefaults() Config {
 	if c.SagaPollInterval == 0 {
 		c.SagaPollInterval = app.DefaultPollInterval
 	}
+	if c.SagaStuckAfter == 0 {
+		c.SagaStuckAfter = DefaultSagaStuckAfter
+	}
 	if c.IdempotencyKeyTTL == 0 {
 		c.IdempotencyKeyTTL = DefaultIdempotencyKeyTTL
 	}
@@ -172,6 +184,7 @@ func (c Config) Validate() error {
 	p.Add(c.IdempotencyKeyTTL < time.Minute || c.IdempotencyKeyTTL > 30*24*time.Hour, "idempotency key TTL must be between 1m and 720h")
 	p.Add(c.SagaWorkers < 1 || c.SagaWorkers > MaxSagaWorkers, "saga workers must be between 1 and %d", MaxSagaWorkers)
 	p.Add(c.SagaPollInterval < 0, "saga poll interval must not be negative")
+	p.Add(c.SagaStuckAfter < time.Second || c.SagaStuckAfter > 24*time.Hour, "saga stuck threshold must be between 1s and 24h")
 	p.Include("page tokens", pagination.ValidateKey(c.PageTokenKey))
 	p.Add(c.CrashAfter != "" && !domain.KnownEventType(strings.TrimPrefix(c.CrashAfter, CrashBeforePrefix)),
 		"crash-after fault %q is not an event type (optionally prefixed with %q)", c.CrashAfter, CrashBeforePrefix)
@@ -248,7 +261,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	}
 	saga := app.NewSaga(repo, repo, nb.Inventory, nb.Payments, logger, app.SagaConfig{
 		InstanceID: instance, Workers: cfg.SagaWorkers, PollInterval: cfg.SagaPollInterval,
-		ReservationTTL: cfg.SagaDeadline + reservationGrace, Fault: fault, Registerer: s.Registry(),
+		ReservationTTL: cfg.SagaDeadline + reservationGrace, StuckAfter: cfg.SagaStuckAfter,
+		Fault: fault, Registerer: s.Registry(),
 	})
 	orders := app.NewOrders(repo, repo, nb.Catalog, nb.Cart, nb.Payments, saga, logger, app.OrdersConfig{
 		SagaDeadline: cfg.SagaDeadline, PageTokenKey: pagination.KeyOrRandom(ctx, cfg.PageTokenKey, logger),

@@ -28,6 +28,7 @@ import (
 	paymentsv1 "github.com/mercato-dev/mercato/internal/gen/payments/v1"
 	"github.com/mercato-dev/mercato/internal/orders"
 	"github.com/mercato-dev/mercato/internal/orders/app"
+	"github.com/mercato-dev/mercato/internal/orders/domain"
 	"github.com/mercato-dev/mercato/internal/orders/orderstest"
 	"github.com/mercato-dev/mercato/internal/platform/auth"
 	"github.com/mercato-dev/mercato/internal/platform/auth/authtest"
@@ -102,6 +103,7 @@ func startService(t *testing.T, dbURL string) *component {
 			return issuer.Token("orders", auth.RoleService), 15 * time.Minute, nil
 		},
 		SagaPollInterval: 50 * time.Millisecond,
+		SagaStuckAfter:   time.Second,
 		PageTokenKey:     "a-page-token-key-for-tests",
 		InstanceID:       "component-test",
 	}
@@ -309,6 +311,48 @@ func testService(t *testing.T, dbURL string) {
 		require.Equal(t, codes.InvalidArgument, status.Code(err))
 	})
 
+	t.Run("a payment that cannot be returned needs attention, listed for admins only", func(t *testing.T) {
+		ctx := c.as(t, "u-attention", auth.RoleCustomer, "attention-1")
+		o, err := c.client.PlaceOrder(ctx, placeRequest(&ordersv1.OrderItemInput{ProductId: "prod-mug", Quantity: 1}))
+		require.NoError(t, err)
+		c.waitStatus(t, ctx, o.GetId(), "confirmed")
+		c.n.pay.Refuse("Refund")
+		c.n.pay.Refuse("Void")
+		t.Cleanup(func() {
+			c.n.pay.Unrefuse("Refund")
+			c.n.pay.Unrefuse("Void")
+		})
+		_, err = c.client.CancelOrder(ctx, &ordersv1.CancelOrderRequest{Id: o.GetId()})
+		require.NoError(t, err)
+		got := c.waitStatus(t, ctx, o.GetId(), "needs_attention")
+		require.Equal(t, domain.ReasonPaymentNotReturned, got.GetReason())
+		require.False(t, got.GetRefunded())
+		_, err = c.client.CancelOrder(ctx, &ordersv1.CancelOrderRequest{Id: o.GetId()})
+		require.Equal(t, codes.AlreadyExists, status.Code(err), "a conflict: 409")
+
+		admin := c.as(t, "u-admin", auth.RoleAdmin, "")
+		page, err := c.client.ListStuckOrders(admin, &ordersv1.ListStuckOrdersRequest{PageSize: 100})
+		require.NoError(t, err)
+		var listed *ordersv1.StuckOrder
+		for _, s := range page.GetOrders() {
+			if s.GetOrder().GetId() == o.GetId() {
+				listed = s
+			}
+		}
+		require.NotNil(t, listed, "the order is listed for admins")
+		require.Equal(t, "needs_attention", listed.GetOrder().GetStatus())
+		require.Equal(t, "done", listed.GetStep())
+		require.Nil(t, listed.GetNextAttemptAt())
+		require.Contains(t, listed.GetLastError(), "payments refused both")
+
+		_, err = c.client.ListStuckOrders(ctx, &ordersv1.ListStuckOrdersRequest{})
+		require.Equal(t, codes.PermissionDenied, status.Code(err), "customers may not list them")
+
+		require.Eventually(t, func() bool {
+			return strings.Contains(scrape(t, c), "\nmercato_orders_needs_attention 1\n")
+		}, 15*time.Second, 50*time.Millisecond, "the gauge counts the order")
+	})
+
 	t.Run("saga metrics are exported", func(t *testing.T) {
 		resp, err := http.Get("http://" + c.svc.HTTPAddr() + "/metrics")
 		require.NoError(t, err)
@@ -320,8 +364,20 @@ func testService(t *testing.T, dbURL string) {
 		require.Contains(t, text, `mercato_orders_saga_outcomes_total{reason="out_of_stock",status="rejected"}`)
 		require.Contains(t, text, `mercato_orders_saga_duration_seconds_bucket`)
 		require.Contains(t, text, "mercato_orders_in_flight")
+		require.Contains(t, text, `mercato_orders_stuck{step="capture_payment"}`)
 		require.True(t, strings.Contains(text, `circuit_breaker_state{target="inventory"}`))
 	})
+}
+
+// scrape returns the service's metrics page.
+func scrape(t *testing.T, c *component) string {
+	t.Helper()
+	resp, err := http.Get("http://" + c.svc.HTTPAddr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(body)
 }
 
 func errorReason(err error) string {
@@ -362,4 +418,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	good.SagaDeadline = 10 * time.Millisecond
 	require.ErrorContains(t, good.Validate(), "saga deadline must be between 1s and 1h")
+	good.SagaDeadline = 0
+	good.SagaStuckAfter = 25 * time.Hour
+	require.ErrorContains(t, good.Validate(), "saga stuck threshold must be between 1s and 24h")
 }

@@ -282,6 +282,8 @@ func readCart(env *config.Env) (cart.Config, error) {
 //	MERCATO_SAGA_DEADLINE        checkout time before the stock commit       (30s)
 //	MERCATO_SAGA_WORKERS         orders the saga advances at once            (32)
 //	MERCATO_SAGA_POLL_INTERVAL   how often the saga looks for due retries    (1s)
+//	MERCATO_SAGA_STUCK_AFTER     time without progress before an order is    (2m)
+//	                             logged, counted and listed as stuck
 //	MERCATO_INSTANCE_ID          this replica's name in saga leases          (host name)
 //	MERCATO_IDEMPOTENCY_KEY_TTL  how long an Idempotency-Key is remembered   (24h)
 //	MERCATO_PAGE_TOKEN_KEY       HMAC key for list page tokens, >= 16 bytes  (random per process)
@@ -308,6 +310,7 @@ func readOrders(env *config.Env) (orders.Config, error) {
 		SagaDeadline:      env.Duration("MERCATO_SAGA_DEADLINE", orders.DefaultSagaDeadline),
 		SagaWorkers:       env.Int("MERCATO_SAGA_WORKERS", orders.DefaultSagaWorkers),
 		SagaPollInterval:  env.Duration("MERCATO_SAGA_POLL_INTERVAL", 0),
+		SagaStuckAfter:    env.Duration("MERCATO_SAGA_STUCK_AFTER", orders.DefaultSagaStuckAfter),
 		InstanceID:        env.String("MERCATO_INSTANCE_ID", ""),
 		PageTokenKey:      env.String("MERCATO_PAGE_TOKEN_KEY", ""),
 		IdempotencyKeyTTL: env.Duration("MERCATO_IDEMPOTENCY_KEY_TTL", orders.DefaultIdempotencyKeyTTL),

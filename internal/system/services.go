@@ -118,8 +118,12 @@ func ordersService() Service {
 				ordersv1.OrdersService_GetOrder_FullMethodName,
 				ordersv1.OrdersService_ListOrders_FullMethodName,
 				ordersv1.OrdersService_ListOrderEvents_FullMethodName,
+				ordersv1.OrdersService_ListStuckOrders_FullMethodName,
 			},
-			Access: []gateway.Rule{{Prefix: "/api/v1/orders", Access: gateway.SignedIn}},
+			Access: []gateway.Rule{
+				{Prefix: "/api/v1/orders", Access: gateway.SignedIn},
+				{Prefix: "/api/v1/admin/orders", Access: gateway.AdminOnly},
+			},
 		},
 		Serve:   serve(readOrders, orders.New),
 		Migrate: migrate(orders.Name, orders.Migrate),

@@ -154,6 +154,7 @@ func TestAccessRulesOfTheTable(t *testing.T) {
 		"POST /api/v1/orders":             "user",
 		"GET /api/v1/orders/{id}":         "user",
 		"POST /api/v1/orders/{id}/cancel": "user",
+		"GET /api/v1/admin/orders/stuck":  "admin",
 		"GET /api/v1/payments":            "user",
 		"GET /api/v1/notifications":       "user",
 	}

@@ -403,6 +403,8 @@ func testOrderPrivacy(t *testing.T, s *system, admin string) {
 		{"forged token", http.MethodGet, "/api/v1/orders/" + id, tamper(alice), http.StatusUnauthorized},
 		{"customer reads stock", http.MethodGet, "/api/v1/inventory/" + p.SKU, alice, http.StatusForbidden},
 		{"customer sets stock", http.MethodPut, "/api/v1/inventory/" + p.SKU, alice, http.StatusForbidden},
+		{"customer lists stuck orders", http.MethodGet, "/api/v1/admin/orders/stuck", alice, http.StatusForbidden},
+		{"anonymous lists stuck orders", http.MethodGet, "/api/v1/admin/orders/stuck", "", http.StatusUnauthorized},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var body any
@@ -441,6 +443,17 @@ func testOrderPrivacy(t *testing.T, s *system, admin string) {
 	}
 	require.Subset(t, ids, []string{theirs.ID, mine.ID}, "an admin lists everyone's orders")
 	s.requireStock(t, admin, p.SKU, 3, 2)
+
+	// Confirmed orders are nothing an operator has to look at.
+	var stuck struct {
+		Orders []struct {
+			Order order `json:"order"`
+		} `json:"orders"`
+	}
+	s.do(t, http.MethodGet, "/api/v1/admin/orders/stuck?page_size=100", admin, nil).decode(t, http.StatusOK, &stuck)
+	for _, o := range stuck.Orders {
+		require.NotContains(t, []string{theirs.ID, mine.ID}, o.Order.ID)
+	}
 
 	// An admin may cancel anyone's order.
 	var byAdmin order

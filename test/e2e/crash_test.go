@@ -192,7 +192,16 @@ var crashScenarios = map[string][]crashScenario{
 // unreachableCrashPoints are the points no checkout passes, and why.
 var unreachableCrashPoints = map[string]string{
 	"before:RefundRequested": "a refund is requested only by a client's cancel, which calls no neighbour before recording it",
+	// The saga tests reach both with fakes that refuse on demand
+	// (internal/orders/app, TestTwiceIsOnce).
+	"before:OrderNeedsAttention": needsAttentionUnreachable,
+	"OrderNeedsAttention":        needsAttentionUnreachable,
 }
+
+// needsAttentionUnreachable says why no checkout of the real system ends
+// needing attention.
+const needsAttentionUnreachable = "payments refuses both the void and the refund only of a payment no " +
+	"checkout undoes (declined, or an authorization never completed), and its provider fails only as unavailable"
 
 // TestCrashAnywhere kills the orders process (SIGKILL, from the service's
 // own fault hook) at every durable point of the checkout saga, restarts it

@@ -152,10 +152,10 @@ func (r *OrderSQLRepository) Append(ctx context.Context, o domain.Order, expecte
 		}
 		set := []string{
 			"status = $1", "reason = $2", "refunded = $3", "payment_id = $4", "version = $5", "saga_step = $6",
-			"attempts = 0", "next_attempt_at = $7", "updated_at = $8",
+			"attempts = 0", "next_attempt_at = $7", "updated_at = $8", "last_error = $9",
 		}
 		args := []any{string(o.Status), o.Reason, o.Refunded, o.PaymentID, o.Version, string(saga.Step),
-			db.FormatTime(saga.Now), db.FormatTime(o.UpdatedAt)}
+			db.FormatTime(saga.Now), db.FormatTime(o.UpdatedAt), saga.Problem}
 		param := func(v any) string {
 			args = append(args, v)
 			return "$" + strconv.Itoa(len(args))
@@ -398,9 +398,9 @@ func (r *OrderSQLRepository) Due(ctx context.Context, now time.Time, limit int) 
 // ScheduleRetry implements app.SagaRepository.
 func (r *OrderSQLRepository) ScheduleRetry(ctx context.Context, id, owner string, version int64, retry app.Retry) error {
 	return r.db.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE orders SET attempts = $1, next_attempt_at = $2
-			WHERE id = $3 AND version = $4 AND (lease_owner IS NULL OR lease_owner = $5)`,
-			retry.Attempts, db.FormatTime(retry.NextAttemptAt), id, version, owner); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE orders SET attempts = $1, next_attempt_at = $2, last_error = $3
+			WHERE id = $4 AND version = $5 AND (lease_owner IS NULL OR lease_owner = $6)`,
+			retry.Attempts, db.FormatTime(retry.NextAttemptAt), retry.LastError, id, version, owner); err != nil {
 			return fmt.Errorf("schedule retry: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE orders SET payment_attempt = $1,
@@ -453,6 +453,114 @@ func (r *OrderSQLRepository) CountInFlight(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// stuckColumns are what an operator is shown of an order that should be
+// looked at: the read model and the saga's bookkeeping.
+const stuckColumns = viewColumns + `, saga_step, attempts, next_attempt_at, last_error`
+
+// stuckWhere selects the orders whose saga still has work to do and that
+// recorded no event since $1.
+const stuckWhere = `saga_step <> 'done' AND updated_at < $1`
+
+// NoticeStuck implements app.SagaRepository. The mark is the version the
+// order was stuck at: a new event makes a later crossing noticeable
+// again, while retries (which append nothing) do not.
+func (r *OrderSQLRepository) NoticeStuck(ctx context.Context, before time.Time, limit int) ([]app.StuckOrder, error) {
+	// Read first and mark one by one: most checks find nothing, and a read
+	// takes no write lock.
+	candidates, err := r.queryStuck(ctx, `SELECT `+stuckColumns+` FROM orders
+		WHERE `+stuckWhere+` AND stuck_version <> version ORDER BY updated_at LIMIT $2`,
+		db.FormatTime(before), limit)
+	if err != nil {
+		return nil, err
+	}
+	var noticed []app.StuckOrder
+	for _, c := range candidates {
+		res, err := r.db.ExecContext(ctx, `UPDATE orders SET stuck_version = $1
+			WHERE id = $2 AND version = $1 AND stuck_version <> $1`, c.Order.Version, c.Order.ID)
+		if err != nil {
+			return noticed, fmt.Errorf("mark stuck order: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return noticed, fmt.Errorf("mark stuck order: %w", err)
+		}
+		if n == 1 { // else it moved on, or another replica marked it first
+			noticed = append(noticed, c)
+		}
+	}
+	return noticed, nil
+}
+
+// CountStuck implements app.SagaRepository.
+func (r *OrderSQLRepository) CountStuck(ctx context.Context, before time.Time) (app.StuckCounts, error) {
+	counts := app.StuckCounts{ByStep: map[domain.Step]int64{}}
+	rows, err := r.db.QueryContext(ctx, `SELECT saga_step, COUNT(*) FROM orders WHERE `+stuckWhere+` GROUP BY saga_step`,
+		db.FormatTime(before))
+	if err != nil {
+		return counts, fmt.Errorf("count stuck orders: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			step string
+			n    int64
+		)
+		if err := rows.Scan(&step, &n); err != nil {
+			return counts, fmt.Errorf("scan stuck count: %w", err)
+		}
+		counts.ByStep[domain.Step(step)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return counts, fmt.Errorf("read stuck counts: %w", err)
+	}
+	if err := r.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM orders WHERE status = $1`,
+		string(domain.StatusNeedsAttention)).Scan(&counts.NeedsAttention); err != nil {
+		return counts, fmt.Errorf("count orders needing attention: %w", err)
+	}
+	return counts, nil
+}
+
+// ListStuck implements app.SagaRepository.
+func (r *OrderSQLRepository) ListStuck(ctx context.Context, before time.Time, after string, limit int) ([]app.StuckOrder, error) {
+	args := []any{db.FormatTime(before), string(domain.StatusNeedsAttention)}
+	query := `SELECT ` + stuckColumns + ` FROM orders WHERE ((` + stuckWhere + `) OR status = $2)`
+	if after != "" {
+		args = append(args, after)
+		query += ` AND id < $` + strconv.Itoa(len(args))
+	}
+	args = append(args, limit)
+	query += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
+	return r.queryStuck(ctx, query, args...)
+}
+
+func (r *OrderSQLRepository) queryStuck(ctx context.Context, query string, args ...any) ([]app.StuckOrder, error) {
+	rows, err := r.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("select stuck orders: %w", err)
+	}
+	defer rows.Close()
+	var out []app.StuckOrder
+	for rows.Next() {
+		var (
+			o    app.StuckOrder
+			step string
+		)
+		o.Order, err = scanView(rows, &step, &o.Attempts, db.Time(&o.NextAttemptAt), &o.LastError)
+		if err != nil {
+			return nil, fmt.Errorf("scan stuck order: %w", err)
+		}
+		o.Step = domain.Step(step)
+		if o.Step == domain.StepDone {
+			o.NextAttemptAt = time.Time{} // nothing is due
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read stuck orders: %w", err)
+	}
+	return out, nil
+}
+
 func encodeView(o domain.Order) (items, addr string, err error) {
 	it := o.Items
 	if it == nil {
@@ -471,14 +579,15 @@ func encodeView(o domain.Order) (items, addr string, err error) {
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func scanView(row rowScanner) (domain.View, error) {
+// scanView scans the viewColumns, then the columns of more.
+func scanView(row rowScanner, more ...any) (domain.View, error) {
 	var (
 		v           domain.View
 		status      string
 		items, addr []byte
 	)
-	err := row.Scan(&v.ID, &v.UserID, &v.Email, &status, &items, &v.TotalCents, &v.Currency, &addr,
-		&v.Reason, &v.Refunded, &v.PaymentID, &v.Version, db.Time(&v.CreatedAt), db.Time(&v.UpdatedAt))
+	err := row.Scan(append([]any{&v.ID, &v.UserID, &v.Email, &status, &items, &v.TotalCents, &v.Currency, &addr,
+		&v.Reason, &v.Refunded, &v.PaymentID, &v.Version, db.Time(&v.CreatedAt), db.Time(&v.UpdatedAt)}, more...)...)
 	if err != nil {
 		return domain.View{}, err
 	}

@@ -139,6 +139,7 @@ type harness struct {
 	wrapInv            func(app.Inventory) app.Inventory
 	wrapPay            func(app.Payments) app.Payments
 	sagaCfg            app.SagaConfig
+	logs               io.Writer
 	saga               *app.Saga
 	orders             *app.Orders
 	restarts           int
@@ -160,6 +161,9 @@ func crashAt(point string) option { return func(h *harness) { h.crash.at = point
 func withSaga(cfg app.SagaConfig) option { return func(h *harness) { h.sagaCfg = cfg } }
 
 func realTime() option { return func(h *harness) { h.clock = nil } }
+
+// withLogs sends the logs (JSON lines) to w.
+func withLogs(w io.Writer) option { return func(h *harness) { h.logs = w } }
 
 func newHarness(t *testing.T, d *db.DB, opts ...option) *harness {
 	t.Helper()
@@ -209,6 +213,9 @@ func (h *harness) start() {
 		w = os.Stderr
 	}
 	logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if h.logs != nil {
+		logger = slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	inv := h.wrapInv(adapters.NewInventoryGRPCClient(orderstest.InventoryClient(h.inv)))
 	pay := h.wrapPay(adapters.NewPaymentsGRPCClient(orderstest.PaymentsClient(h.pay)))
 	h.saga = app.NewSaga(h.repo, h.repo, inv, pay, logger, cfg)

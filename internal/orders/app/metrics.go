@@ -12,6 +12,9 @@ type sagaMetrics struct {
 	duration *prometheus.HistogramVec
 	retries  *prometheus.CounterVec
 	inFlight prometheus.Gauge
+	// stuck and needsAttention are shared counts too, read from the store.
+	stuck          *prometheus.GaugeVec
+	needsAttention prometheus.Gauge
 }
 
 func newSagaMetrics(reg prometheus.Registerer) *sagaMetrics {
@@ -33,11 +36,21 @@ func newSagaMetrics(reg prometheus.Registerer) *sagaMetrics {
 			Namespace: "mercato", Subsystem: "orders", Name: "in_flight",
 			Help: "Orders whose saga has not finished (every replica reports the shared count).",
 		}),
+		stuck: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "mercato", Subsystem: "orders", Name: "stuck",
+			Help: "Orders whose saga has recorded nothing for longer than the stuck threshold, by the step they wait for " +
+				"(every replica reports the shared count).",
+		}, []string{"step"}),
+		needsAttention: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "mercato", Subsystem: "orders", Name: "needs_attention",
+			Help: "Orders in status needs_attention: undoing them could not return the payment, an operator has to " +
+				"(every replica reports the shared count).",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
-	for _, c := range []prometheus.Collector{m.outcomes, m.duration, m.retries, m.inFlight} {
+	for _, c := range []prometheus.Collector{m.outcomes, m.duration, m.retries, m.inFlight, m.stuck, m.needsAttention} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {

@@ -137,3 +137,41 @@ func (a *Orders) ListOrders(ctx context.Context, q ListOrders) (OrderPage, error
 	}
 	return page, nil
 }
+
+// StuckPage is one page of the orders an operator should look at, newest
+// first.
+type StuckPage struct {
+	Orders        []StuckOrder
+	NextPageToken string
+}
+
+// ListStuckOrders returns, to an admin only, the orders an operator should
+// look at: those whose saga still has work to do and has recorded nothing
+// for the stuck threshold (SagaConfig.StuckAfter), and those that need
+// attention.
+func (a *Orders) ListStuckOrders(ctx context.Context, q ListOrders) (StuckPage, error) {
+	if _, err := auth.RequireAdmin(ctx); err != nil {
+		return StuckPage{}, err
+	}
+	size, err := pagination.PageSize(q.PageSize)
+	if err != nil {
+		return StuckPage{}, err
+	}
+	const scope = "stuck"
+	var after string
+	if q.PageToken != "" {
+		if after, err = a.tokens.Parse(q.PageToken, scope); err != nil {
+			return StuckPage{}, err
+		}
+	}
+	stuck, err := a.saga.listStuck(ctx, after, size+1)
+	if err != nil {
+		return StuckPage{}, fmt.Errorf("list stuck orders: %w", err)
+	}
+	page := StuckPage{Orders: stuck}
+	if len(stuck) > size {
+		page.Orders = stuck[:size]
+		page.NextPageToken = a.tokens.Issue(stuck[size-1].Order.ID, scope)
+	}
+	return page, nil
+}

@@ -28,7 +28,9 @@ const (
 	DefaultCallTimeout    = 10 * time.Second
 	DefaultBaseBackoff    = 50 * time.Millisecond
 	DefaultMaxBackoff     = 2 * time.Second
+	DefaultDecidedBackoff = 5 * time.Minute
 	DefaultReservationTTL = 3 * time.Minute
+	DefaultStuckAfter     = 2 * time.Minute
 )
 
 const (
@@ -66,9 +68,21 @@ type SagaConfig struct {
 	// CallTimeout bounds one neighbour call.
 	CallTimeout time.Duration
 	// BaseBackoff and MaxBackoff shape the retry schedule of a failing
-	// step: doubling from BaseBackoff up to MaxBackoff, jittered.
+	// forward step before the point of no return: doubling from
+	// BaseBackoff up to MaxBackoff, jittered, and never past the saga
+	// deadline, at which the order is undone instead.
 	BaseBackoff time.Duration
 	MaxBackoff  time.Duration
+	// DecidedMaxBackoff caps the schedule of every other step: once the
+	// order's course is decided (its stock committed, or it is being
+	// undone) the step has to happen, so it is retried for as long as it
+	// takes, doubling from BaseBackoff up to this, jittered. Minutes, so
+	// that a long outage costs a few calls per order, not a storm.
+	DecidedMaxBackoff time.Duration
+	// StuckAfter is how long an order whose saga still has work to do may
+	// go without a new event before it counts as stuck: it is then logged
+	// once, counted in mercato_orders_stuck and listed for admins.
+	StuckAfter time.Duration
 	// ReservationTTL is how long inventory holds stock that is never
 	// committed: longer than the saga deadline, so that only an abandoned
 	// hold expires.
@@ -102,6 +116,12 @@ func (c SagaConfig) withDefaults() SagaConfig {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.DecidedMaxBackoff <= 0 {
+		c.DecidedMaxBackoff = DefaultDecidedBackoff
+	}
+	if c.StuckAfter <= 0 {
+		c.StuckAfter = DefaultStuckAfter
 	}
 	if c.ReservationTTL <= 0 {
 		c.ReservationTTL = DefaultReservationTTL
@@ -333,6 +353,9 @@ func (s *Saga) observe(ctx context.Context, before, after domain.Order, ev domai
 	s.metrics.outcomes.WithLabelValues(string(after.Status), after.OutcomeClass()).Inc()
 	if after.Refund == nil {
 		s.metrics.duration.WithLabelValues(string(after.Status)).Observe(ev.OccurredAt.Sub(after.PlacedAt).Seconds())
+	}
+	if after.Status == domain.StatusNeedsAttention {
+		return // take logged it, with what payments said
 	}
 	s.log.InfoContext(ctx, "order finished", "order_id", after.ID, "status", string(after.Status),
 		"reason", after.Reason, "refunded", after.Refunded)

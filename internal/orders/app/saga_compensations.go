@@ -57,9 +57,25 @@ func (s *Saga) restock(ctx context.Context, o domain.Order) (domain.EventData, e
 	return domain.StockRestockedData{Note: "inventory had nothing to restock"}, nil
 }
 
+// compensationRefusedError says a compensation cannot complete: the
+// neighbour refused every way of making it (refused, not unavailable), so
+// retrying would change nothing and the order needs an operator.
+type compensationRefusedError struct{ err error }
+
+func (e *compensationRefusedError) Error() string { return e.err.Error() }
+
+func (e *compensationRefusedError) Unwrap() error { return e.err }
+
+// paymentNotReturned is the error of a payment that payments refused both
+// to void and to refund.
+func paymentNotReturned(first, second error) error {
+	return &compensationRefusedError{err: fmt.Errorf("payments refused both: %w; %w", first, second)}
+}
+
 // void cancels the authorization. Payments refusing means it was captured
-// after all (a capture whose answer was lost), so it is refunded instead,
-// or that nothing is held any more.
+// after all (a capture whose answer was lost), so it is refunded instead.
+// Refusing that too leaves the money where it is: the order needs
+// attention, it is never cancelled with the payment kept.
 func (s *Saga) void(ctx context.Context, o domain.Order) (domain.EventData, error) {
 	err := s.pay.Void(ctx, o.PaymentID)
 	switch {
@@ -75,6 +91,7 @@ func (s *Saga) void(ctx context.Context, o domain.Order) (domain.EventData, erro
 	case isTransient(err):
 		return nil, fmt.Errorf("void payment: %w", err)
 	}
+	voidErr := err
 	err = s.pay.Refund(ctx, o.PaymentID)
 	switch {
 	case err == nil:
@@ -82,12 +99,12 @@ func (s *Saga) void(ctx context.Context, o domain.Order) (domain.EventData, erro
 	case isTransient(err):
 		return nil, fmt.Errorf("refund after a refused void: %w", err)
 	}
-	s.log.WarnContext(ctx, "payments refused both void and refund", "order_id", o.ID, "error", err.Error())
-	return domain.PaymentVoidedData{PaymentID: o.PaymentID, Note: "payments held nothing for the order"}, nil
+	return nil, paymentNotReturned(voidErr, err)
 }
 
 // refund returns a captured payment; if payments refuses (it was never
-// captured) the authorization is voided instead.
+// captured) the authorization is voided instead. Refusing that too, the
+// order needs attention.
 func (s *Saga) refund(ctx context.Context, o domain.Order) (domain.EventData, error) {
 	err := s.pay.Refund(ctx, o.PaymentID)
 	switch {
@@ -96,6 +113,7 @@ func (s *Saga) refund(ctx context.Context, o domain.Order) (domain.EventData, er
 	case isTransient(err):
 		return nil, fmt.Errorf("refund payment: %w", err)
 	}
+	refundErr := err
 	err = s.pay.Void(ctx, o.PaymentID)
 	switch {
 	case err == nil:
@@ -103,6 +121,5 @@ func (s *Saga) refund(ctx context.Context, o domain.Order) (domain.EventData, er
 	case isTransient(err):
 		return nil, fmt.Errorf("void after a refused refund: %w", err)
 	}
-	s.log.ErrorContext(ctx, "payments refused both refund and void of a captured payment", "order_id", o.ID, "error", err.Error())
-	return domain.PaymentVoidedData{PaymentID: o.PaymentID, Note: "payments held nothing for the order"}, nil
+	return nil, paymentNotReturned(refundErr, err)
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mercato-dev/mercato/internal/orders/domain"
 )
@@ -38,6 +39,41 @@ type SagaRepository interface {
 	ReleaseLeases(ctx context.Context, owner string) (int64, error)
 	// CountInFlight returns how many orders' sagas are not done.
 	CountInFlight(ctx context.Context) (int64, error)
+	// NoticeStuck marks the orders whose saga is not done and that have
+	// recorded no event since before, and that were not marked at their
+	// current version yet, and returns up to limit of them: each crossing
+	// of the threshold is returned once, to one replica, however often
+	// its step is retried meanwhile.
+	NoticeStuck(ctx context.Context, before time.Time, limit int) ([]StuckOrder, error)
+	// CountStuck counts the orders whose saga is not done and that have
+	// recorded no event since before, by step due, and the orders that
+	// need attention.
+	CountStuck(ctx context.Context, before time.Time) (StuckCounts, error)
+	// ListStuck returns up to limit orders, newest first, starting after
+	// the order with id after (from the start when empty): those whose
+	// saga is not done and that recorded no event since before, and those
+	// that need attention.
+	ListStuck(ctx context.Context, before time.Time, after string, limit int) ([]StuckOrder, error)
+}
+
+// StuckOrder is an order an operator should look at: its read model and
+// what its saga waits for.
+type StuckOrder struct {
+	Order         domain.View
+	Step          domain.Step
+	Attempts      int
+	NextAttemptAt time.Time
+	// LastError is the last failure of Step, or what the neighbour
+	// answered when the order came to need attention.
+	LastError string
+}
+
+// StuckCounts counts the orders an operator should look at.
+type StuckCounts struct {
+	// ByStep counts stuck orders by the step they wait for.
+	ByStep map[domain.Step]int64
+	// NeedsAttention counts the orders in status needs_attention.
+	NeedsAttention int64
 }
 
 // PaymentAttempt tracks whether an authorization may exist that the order's
@@ -79,6 +115,9 @@ type SagaWrite struct {
 	LeaseUntil time.Time
 	// PaymentAttempt, when set, replaces the stored state.
 	PaymentAttempt *PaymentAttempt
+	// Problem is what an operator should know of the write (why the order
+	// needs attention); it replaces the last error, "" clearing it.
+	Problem string
 }
 
 // Retry is the bookkeeping of a step that failed and is tried again later.
@@ -86,7 +125,12 @@ type Retry struct {
 	Attempts       int
 	NextAttemptAt  time.Time
 	PaymentAttempt PaymentAttempt
+	// LastError says why the attempt failed, for an operator.
+	LastError string
 }
+
+// maxErrorLen bounds the last error kept for an operator.
+const maxErrorLen = 500
 
 // Wake asks the workers to advance the order soon. It never blocks.
 func (s *Saga) Wake(id string) {
@@ -148,8 +192,9 @@ func (s *Saga) Recover(ctx context.Context) error {
 }
 
 // Run is the executor as a server component: it recovers this instance's
-// leases, then runs the workers and the poller until ctx is cancelled.
-// Running steps finish (each is bounded by CallTimeout) before Run returns.
+// leases, then runs the workers, the poller and the watch for stuck orders
+// until ctx is cancelled. Running steps finish (each is bounded by
+// CallTimeout) before Run returns.
 func (s *Saga) Run(ctx context.Context) error {
 	if err := s.Recover(ctx); err != nil {
 		s.log.WarnContext(ctx, "saga recovery failed, leases expire on their own", "error", err.Error())
@@ -162,6 +207,9 @@ func (s *Saga) Run(ctx context.Context) error {
 	}
 	ticker := time.NewTicker(s.cfg.PollInterval)
 	defer ticker.Stop()
+	watch := time.NewTicker(s.stuckCheckInterval())
+	defer watch.Stop()
+	s.checkStuck(ctx) // the gauges have values from the start
 	for {
 		s.poll(ctx)
 		select {
@@ -170,8 +218,60 @@ func (s *Saga) Run(ctx context.Context) error {
 			wg.Wait()
 			return nil
 		case <-ticker.C:
+		case <-watch.C:
+			s.checkStuck(ctx)
 		}
 	}
+}
+
+func (s *Saga) checkStuck(ctx context.Context) {
+	if err := s.CheckStuck(ctx); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "looking for stuck orders failed", "error", err.Error())
+	}
+}
+
+// stuckCheckInterval is how often Run looks for stuck orders: a tenth of
+// the threshold, so one is noticed soon after it crosses it, but no more
+// often than the poll and at least every 10 s.
+func (s *Saga) stuckCheckInterval() time.Duration {
+	return min(max(s.cfg.StuckAfter/10, s.cfg.PollInterval), 10*time.Second)
+}
+
+// noticeBatch bounds how many newly stuck orders one check logs; the rest
+// are logged by the next.
+const noticeBatch = 100
+
+// CheckStuck logs every order that crossed the stuck threshold since the
+// last check (once per crossing, whichever replica notices it: the mark
+// is in the store) and updates the stuck and needs-attention gauges with
+// the counts every replica shares. Run calls it periodically.
+func (s *Saga) CheckStuck(ctx context.Context) error {
+	now := s.cfg.Now()
+	before := now.Add(-s.cfg.StuckAfter)
+	noticed, err := s.store.NoticeStuck(ctx, before, noticeBatch)
+	if err != nil {
+		return fmt.Errorf("notice stuck orders: %w", err)
+	}
+	for _, o := range noticed {
+		s.log.WarnContext(ctx, "order stuck: its saga has recorded nothing for longer than the threshold",
+			"order_id", o.Order.ID, "status", string(o.Order.Status), "step", string(o.Step),
+			"attempts", o.Attempts, "since", o.Order.UpdatedAt, "threshold", s.cfg.StuckAfter.String(),
+			"next_attempt_at", o.NextAttemptAt, "last_error", o.LastError)
+	}
+	counts, err := s.store.CountStuck(ctx, before)
+	if err != nil {
+		return fmt.Errorf("count stuck orders: %w", err)
+	}
+	for _, step := range domain.WorkSteps {
+		s.metrics.stuck.WithLabelValues(string(step)).Set(float64(counts.ByStep[step]))
+	}
+	s.metrics.needsAttention.Set(float64(counts.NeedsAttention))
+	return nil
+}
+
+// listStuck returns a page of the orders an operator should look at.
+func (s *Saga) listStuck(ctx context.Context, after string, limit int) ([]StuckOrder, error) {
+	return s.store.ListStuck(ctx, s.cfg.Now().Add(-s.cfg.StuckAfter), after, limit)
 }
 
 func (s *Saga) poll(ctx context.Context) {
@@ -223,12 +323,13 @@ func (s *Saga) advance(ctx context.Context, id string, stop <-chan struct{}) {
 // retryLater records a failed attempt of step and schedules the next one
 // with jittered exponential backoff. A forward step before the stock
 // commit is never scheduled past the deadline, so a timeout is noticed
-// when it happens.
+// when it happens; any other step is retried until it succeeds, up to
+// minutes apart (see SagaConfig.DecidedMaxBackoff).
 func (s *Saga) retryLater(ctx context.Context, r run, step domain.Step, cause error) (Progress, error) {
 	o := r.order
 	now := s.cfg.Now()
 	attempts := r.state.Attempts + 1
-	next := now.Add(s.backoff(attempts))
+	next := now.Add(s.backoff(step, attempts))
 	if step.BeforePointOfNoReturn() && next.After(o.DeadlineAt) {
 		next = o.DeadlineAt
 		if next.Before(now) {
@@ -257,23 +358,39 @@ func (s *Saga) retryLater(ctx context.Context, r run, step domain.Step, cause er
 	wctx, cancel := detached(ctx)
 	defer cancel()
 	if err := s.store.ScheduleRetry(wctx, o.ID, s.cfg.InstanceID, o.Version, Retry{
-		Attempts: attempts, NextAttemptAt: next, PaymentAttempt: attempt,
+		Attempts: attempts, NextAttemptAt: next, PaymentAttempt: attempt, LastError: truncate(cause.Error(), maxErrorLen),
 	}); err != nil {
 		return Progress{Ran: true}, fmt.Errorf("schedule retry of order %s: %w", o.ID, err)
 	}
 	return Progress{Ran: true, RetryAt: next}, nil
 }
 
-// backoff is the delay before attempt n+1: doubling from BaseBackoff,
-// capped at MaxBackoff, with equal jitter so retries of many orders spread
-// out yet never come back at once.
-func (s *Saga) backoff(attempts int) time.Duration {
-	d := s.cfg.MaxBackoff
+// backoff is the delay before attempt n+1 of step: doubling from
+// BaseBackoff, capped at MaxBackoff before the point of no return and at
+// DecidedMaxBackoff after it, with equal jitter so retries of many orders
+// spread out yet never come back at once.
+func (s *Saga) backoff(step domain.Step, attempts int) time.Duration {
+	limit := s.cfg.DecidedMaxBackoff
+	if step.BeforePointOfNoReturn() {
+		limit = s.cfg.MaxBackoff
+	}
+	d := limit
 	if attempts < 32 {
-		d = min(s.cfg.BaseBackoff<<(attempts-1), s.cfg.MaxBackoff)
+		d = min(s.cfg.BaseBackoff<<(attempts-1), limit)
 	}
 	half := d / 2
 	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+// truncate shortens s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func (s *Saga) releaseLease(ctx context.Context, id string) {

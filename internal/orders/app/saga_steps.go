@@ -55,10 +55,20 @@ func (s *Saga) take(ctx context.Context, r run, step domain.Step, now time.Time)
 		r.state.PaymentAttempt, r.armed = PaymentAttemptArmed, true
 	}
 	data, err := s.execute(ctx, r.order, step, now)
+	var refused *compensationRefusedError
+	if errors.As(err, &refused) {
+		// Retrying would change nothing: the order is handed to an
+		// operator, with what payments said.
+		s.log.ErrorContext(ctx, "a compensation cannot complete, the order needs attention",
+			"order_id", r.order.ID, "step", string(step), "payment_id", r.order.PaymentID, "error", err.Error())
+		return s.record(ctx, r, domain.OrderNeedsAttentionData{
+			Reason: domain.ReasonPaymentNotReturned, Step: step, PaymentID: r.order.PaymentID,
+		}, truncate(err.Error(), maxErrorLen))
+	}
 	if err != nil {
 		return failed(r, err)
 	}
-	return s.record(ctx, r, data)
+	return s.record(ctx, r, data, "")
 }
 
 // after is the run once ev is recorded: the order with ev applied, and
@@ -80,9 +90,10 @@ func (r run) after(ev domain.Event) (run, error) {
 }
 
 // record appends the event of a step's outcome (data) with the read model,
-// the outgoing events and the bookkeeping of the step then due, in one
-// write, firing the fault hook before and after it.
-func (s *Saga) record(ctx context.Context, r run, data domain.EventData) stepResult {
+// the outgoing events and the bookkeeping of the step then due (problem
+// being what an operator should know of it), in one write, firing the
+// fault hook before and after it.
+func (s *Saga) record(ctx context.Context, r run, data domain.EventData, problem string) stepResult {
 	ev := domain.Event{Version: r.order.Version + 1, OccurredAt: storedTime(s.cfg.Now()), Data: data}
 	if err := s.fire("before:" + string(ev.Type())); err != nil {
 		return crashed(err)
@@ -122,6 +133,7 @@ func (s *Saga) record(ctx context.Context, r run, data domain.EventData) stepRes
 		Step:       next.nextStep(ev.OccurredAt),
 		LeaseOwner: s.cfg.InstanceID, LeaseUntil: ev.OccurredAt.Add(s.cfg.Lease),
 		PaymentAttempt: &attempt,
+		Problem:        problem,
 	}
 	wctx, cancel := detached(ctx)
 	err = s.orders.Append(wctx, next.order, r.order.Version, evs, out, write)

@@ -205,7 +205,7 @@ var scenarios = []scenario{
 			h.inv.Block("CommitReservation")
 			id := h.place(h.customer(), twoMugs(visa)).ID
 			require.False(h.t, h.untilRetry(id).Terminal)
-			h.pay.Expire(h.get(id).PaymentID)
+			h.pay.Refuse("Capture")
 			h.inv.Unblock("CommitReservation")
 			return h.settle(id).ID
 		},
@@ -214,7 +214,71 @@ var scenarios = []scenario{
 			Events: append(slices.Clone(placedReservedAuthorized), domain.StockCommitted,
 				domain.CancellationRequested, domain.StockRestocked, domain.PaymentVoided, domain.OrderCancelled),
 			Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "restocked",
-			Payments: []string{"expired"}, Subjects: []string{"order.cancelled", "order.placed"},
+			Payments: []string{"voided"}, Subjects: []string{"order.cancelled", "order.placed"},
+		},
+	},
+	{
+		// An authorization that lapsed can be neither captured, voided nor
+		// refunded. Orders cannot tell from payments' refusals that it
+		// holds nothing any more, so it does not cancel the order as if
+		// the money were back: an operator looks at it.
+		name: "authorization lapsed before the capture",
+		run: func(h *harness) string {
+			h.inv.Block("CommitReservation")
+			id := h.place(h.customer(), twoMugs(visa)).ID
+			require.False(h.t, h.untilRetry(id).Terminal)
+			h.pay.Expire(h.get(id).PaymentID)
+			h.inv.Unblock("CommitReservation")
+			return h.settle(id).ID
+		},
+		want: outcome{
+			Status: domain.StatusNeedsAttention, Reason: domain.ReasonPaymentNotReturned,
+			Events: append(slices.Clone(placedReservedAuthorized), domain.StockCommitted,
+				domain.CancellationRequested, domain.StockRestocked, domain.OrderNeedsAttention),
+			Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "restocked",
+			Payments: []string{"expired"}, Subjects: []string{"order.placed"},
+		},
+	},
+	{
+		// Undoing a pending order gives the stock back first; payments
+		// then refusing both to void and to refund leaves the order
+		// needing attention, never cancelled with the hold on the card.
+		name: "cancel a pending order, payments refuse to void and refund",
+		run: func(h *harness) string {
+			h.inv.Block("CommitReservation")
+			id := h.place(h.customer(), twoMugs(visa)).ID
+			require.False(h.t, h.untilRetry(id).Terminal)
+			h.pay.Refuse("Void")
+			h.pay.Refuse("Refund")
+			v := h.cancel(h.customer(), id, "changed my mind")
+			require.Contains(h.t, []domain.Status{domain.StatusPending, domain.StatusNeedsAttention}, v.Status)
+			return h.settle(id).ID
+		},
+		want: outcome{
+			Status: domain.StatusNeedsAttention, Reason: domain.ReasonPaymentNotReturned,
+			Events: append(slices.Clone(placedReservedAuthorized),
+				domain.CancellationRequested, domain.StockReleased, domain.OrderNeedsAttention),
+			Stock: orderstest.StockLevel{OnHand: initial}, Reservation: "released",
+			Payments: []string{"authorized"}, Subjects: []string{"order.placed"},
+		},
+	},
+	{
+		// A confirmed order is refunded before it is restocked: when
+		// payments refuses both the refund and the void, the money and
+		// the goods stay where they are, and an operator takes over.
+		name: "refund a confirmed order, payments refuse to refund and void",
+		run: func(h *harness) string {
+			id := h.settle(h.place(h.customer(), twoMugs(visa)).ID).ID
+			h.pay.Refuse("Refund")
+			h.pay.Refuse("Void")
+			h.cancel(h.customer(), id, "")
+			return h.settle(id).ID
+		},
+		want: outcome{
+			Status: domain.StatusNeedsAttention, Reason: domain.ReasonPaymentNotReturned,
+			Events: append(slices.Clone(confirmedPath), domain.RefundRequested, domain.OrderNeedsAttention),
+			Stock:  orderstest.StockLevel{OnHand: initial - 2, Sold: 2}, Reservation: "committed",
+			Payments: []string{"captured"}, Captures: 1, Subjects: []string{"order.confirmed", "order.placed"},
 		},
 	},
 	{

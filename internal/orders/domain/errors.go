@@ -43,6 +43,8 @@ var (
 	ErrRejectedCannotCancel  = apperr.New(apperr.Conflict, "order was rejected and cannot be cancelled")
 	ErrCancellationRequested = apperr.New(apperr.Conflict, "cancellation already requested")
 	ErrConcurrentUpdates     = apperr.New(apperr.Conflict, "order is being modified concurrently, retry")
+	ErrNeedsAttention        = apperr.New(apperr.Conflict,
+		"order needs attention: its payment could not be returned, support resolves it")
 )
 
 // ErrConcurrentModification is what an event store returns when an append

@@ -27,13 +27,14 @@ const (
 	PaymentRefunded       EventType = "PaymentRefunded"
 	StockRestocked        EventType = "StockRestocked"
 	OrderCancelled        EventType = "OrderCancelled"
+	OrderNeedsAttention   EventType = "OrderNeedsAttention"
 )
 
 // EventTypes lists every event type.
 var EventTypes = []EventType{
 	OrderPlaced, StockReserved, PaymentAuthorized, StockCommitted, PaymentCaptured, OrderConfirmed,
 	OrderRejected, PaymentDeclined, CancellationRequested, StockReleased, PaymentVoided,
-	RefundRequested, PaymentRefunded, StockRestocked, OrderCancelled,
+	RefundRequested, PaymentRefunded, StockRestocked, OrderCancelled, OrderNeedsAttention,
 }
 
 // RequestedBySystem marks a cancellation the saga decided on itself (a
@@ -153,6 +154,17 @@ type OrderCancelledData struct {
 	Refunded bool   `json:"refunded"`
 }
 
+// OrderNeedsAttentionData ends the saga of an order it could not finish
+// undoing: payments refused both to refund and to void the payment, so
+// the buyer's money may still be held. The order is not cancelled; an
+// operator resolves it by hand.
+type OrderNeedsAttentionData struct {
+	Reason string `json:"reason"`
+	// Step is the compensation that could not complete.
+	Step      Step   `json:"step"`
+	PaymentID string `json:"payment_id,omitempty"`
+}
+
 // EventType implements EventData.
 func (OrderPlacedData) EventType() EventType { return OrderPlaced }
 
@@ -198,6 +210,9 @@ func (StockRestockedData) EventType() EventType { return StockRestocked }
 // EventType implements EventData.
 func (OrderCancelledData) EventType() EventType { return OrderCancelled }
 
+// EventType implements EventData.
+func (OrderNeedsAttentionData) EventType() EventType { return OrderNeedsAttention }
+
 // EncodeEventData returns the JSON stored for d.
 func EncodeEventData(d EventData) ([]byte, error) {
 	b, err := json.Marshal(d)
@@ -241,6 +256,8 @@ func DecodeEventData(t EventType, raw []byte) (EventData, error) {
 		d = decodeInto[StockRestockedData](raw)
 	case OrderCancelled:
 		d = decodeInto[OrderCancelledData](raw)
+	case OrderNeedsAttention:
+		d = decodeInto[OrderNeedsAttentionData](raw)
 	default:
 		return nil, fmt.Errorf("decode event: unknown type %q", t)
 	}

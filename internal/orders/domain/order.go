@@ -12,12 +12,15 @@ import (
 type Status string
 
 // The order statuses. Rejected and cancelled are terminal; confirmed is
-// terminal unless a refund is requested.
+// terminal unless a refund is requested. Needs attention is terminal for
+// the saga: undoing the order could not return its payment, and an
+// operator resolves it by hand.
 const (
-	StatusPending   Status = "pending"
-	StatusConfirmed Status = "confirmed"
-	StatusRejected  Status = "rejected"
-	StatusCancelled Status = "cancelled"
+	StatusPending        Status = "pending"
+	StatusConfirmed      Status = "confirmed"
+	StatusRejected       Status = "rejected"
+	StatusCancelled      Status = "cancelled"
+	StatusNeedsAttention Status = "needs_attention"
 )
 
 // StockState is what inventory holds for the order, as far as the stream
@@ -58,6 +61,9 @@ const (
 	ReasonReservationFailed = "stock could not be reserved"
 	ReasonCustomerCancelled = "cancelled by customer"
 	ReasonAdminCancelled    = "cancelled by an administrator"
+	// ReasonPaymentNotReturned: payments refused both to refund and to
+	// void the order's payment, so it may still hold the buyer's money.
+	ReasonPaymentNotReturned = "the payment could not be returned: payments refused both refund and void"
 )
 
 // OutOfStockReason is the rejection reason for a sku inventory could not hold.
@@ -158,7 +164,7 @@ func (o *Order) apply(data EventData) error {
 	if _, placed := data.(OrderPlacedData); !placed && o.Version == 0 {
 		return fmt.Errorf("order was not placed")
 	}
-	if o.Status == StatusRejected || o.Status == StatusCancelled {
+	if o.Status == StatusRejected || o.Status == StatusCancelled || o.Status == StatusNeedsAttention {
 		return fmt.Errorf("order is %s", o.Status)
 	}
 	pending := o.Status == StatusPending
@@ -259,6 +265,16 @@ func (o *Order) apply(data EventData) error {
 			return fmt.Errorf("order still holds stock or money")
 		}
 		o.Status, o.Reason, o.Refunded = StatusCancelled, d.Reason, d.Refunded
+	case OrderNeedsAttentionData:
+		// Only undoing can get stuck this way, and only on money still
+		// held: the order is never cancelled while it may keep it.
+		if (!pending || !o.undoing()) && !refunding {
+			return fmt.Errorf("order is not being undone")
+		}
+		if o.Payment != PaymentStateAuthorized && o.Payment != PaymentStateCaptured {
+			return fmt.Errorf("order holds no money")
+		}
+		o.Status, o.Reason = StatusNeedsAttention, d.Reason
 	default:
 		return fmt.Errorf("unknown event data %T", data)
 	}
@@ -279,10 +295,11 @@ func (o Order) pastPivot() bool {
 }
 
 // Terminal reports whether the saga has nothing left to do for the order:
-// it was rejected or cancelled, or confirmed with no refund requested.
+// it was rejected or cancelled, confirmed with no refund requested, or it
+// needs attention (what is left is an operator's).
 func (o Order) Terminal() bool {
 	switch o.Status {
-	case StatusRejected, StatusCancelled:
+	case StatusRejected, StatusCancelled, StatusNeedsAttention:
 		return true
 	case StatusConfirmed:
 		return o.Refund == nil
@@ -320,6 +337,13 @@ const (
 	StepCancel         Step = "cancel"
 )
 
+// WorkSteps lists every step but StepDone: what an order in flight can be
+// waiting for.
+var WorkSteps = []Step{
+	StepReserveStock, StepAuthorizePayment, StepCommitStock, StepCapturePayment, StepConfirm, StepTimeOut,
+	StepReleaseStock, StepRestockStock, StepResolvePayment, StepVoidPayment, StepRefundPayment, StepCancel,
+}
+
 // BeforePointOfNoReturn reports whether s is a forward step that the
 // saga deadline cuts short.
 func (s Step) BeforePointOfNoReturn() bool {
@@ -341,7 +365,7 @@ func (s Step) BeforePointOfNoReturn() bool {
 // restocked, then cancelled.
 func (o Order) NextStep(now time.Time, paymentInDoubt bool) Step {
 	switch o.Status {
-	case StatusRejected, StatusCancelled:
+	case StatusRejected, StatusCancelled, StatusNeedsAttention:
 		return StepDone
 	case StatusConfirmed:
 		if o.Refund == nil {
@@ -413,6 +437,8 @@ func (o Order) RequestCancellation(by, reason string) (EventData, error) {
 		return nil, ErrAlreadyCancelled
 	case StatusRejected:
 		return nil, ErrRejectedCannotCancel
+	case StatusNeedsAttention:
+		return nil, ErrNeedsAttention
 	case StatusConfirmed:
 		if o.Refund != nil {
 			return nil, ErrCancellationRequested
@@ -431,10 +457,13 @@ func (o Order) RequestCancellation(by, reason string) (EventData, error) {
 // OutcomeClass names how a finished order ended, with few enough values to
 // label a metric: confirmed, out_of_stock, reservation_failed, timeout,
 // payment_declined, payment_token, payment_failed, capture_failed,
-// reservation_lost, requested (a person cancelled a pending order) or
-// refunded. It is "" while the order is in flight.
+// reservation_lost, requested (a person cancelled a pending order),
+// refunded or payment_not_returned (it needs attention). It is "" while the
+// order is in flight.
 func (o Order) OutcomeClass() string {
 	switch o.Status {
+	case StatusNeedsAttention:
+		return "payment_not_returned"
 	case StatusConfirmed:
 		if o.Refund == nil {
 			return "confirmed"

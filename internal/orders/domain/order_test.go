@@ -42,6 +42,7 @@ var (
 	timedOut    = domain.CancellationRequestedData{Reason: domain.ReasonTimedOut, By: domain.RequestedBySystem}
 	userCancel  = domain.CancellationRequestedData{Reason: "changed my mind", By: "u1"}
 	userRefund  = domain.RefundRequestedData{Reason: "broken", By: "u1"}
+	notReturned = domain.OrderNeedsAttentionData{Reason: domain.ReasonPaymentNotReturned, Step: domain.StepRefundPayment, PaymentID: "pay1"}
 )
 
 func build(t *testing.T, data ...domain.EventData) domain.Order {
@@ -251,6 +252,32 @@ func TestSagaPaths(t *testing.T) {
 			},
 			wantStatus: domain.StatusCancelled, wantReason: "broken", refunded: true, outcome: "refunded",
 		},
+		{
+			// Payments refusing both to refund and to void: the saga ends
+			// without cancelling, the stock still sold, the money kept.
+			name: "refund of a confirmed order that cannot be returned",
+			stages: []stage{
+				{reserved, early, false, domain.StepAuthorizePayment},
+				{authorized, early, false, domain.StepCommitStock},
+				{committed, early, false, domain.StepCapturePayment},
+				{captured, early, false, domain.StepConfirm},
+				{confirmed, early, false, domain.StepDone},
+				{userRefund, late, false, domain.StepRefundPayment},
+				{notReturned, late, false, domain.StepDone},
+			},
+			wantStatus: domain.StatusNeedsAttention, wantReason: domain.ReasonPaymentNotReturned, outcome: "payment_not_returned",
+		},
+		{
+			name: "cancellation of a pending order whose authorization cannot be voided",
+			stages: []stage{
+				{reserved, early, false, domain.StepAuthorizePayment},
+				{authorized, early, false, domain.StepCommitStock},
+				{userCancel, early, false, domain.StepReleaseStock},
+				{released, early, false, domain.StepVoidPayment},
+				{domain.OrderNeedsAttentionData{Reason: domain.ReasonPaymentNotReturned, Step: domain.StepVoidPayment}, early, false, domain.StepDone},
+			},
+			wantStatus: domain.StatusNeedsAttention, wantReason: domain.ReasonPaymentNotReturned, outcome: "payment_not_returned",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,6 +335,13 @@ func TestApplyRejectsInvalidTransitions(t *testing.T) {
 		{"release sold stock", []domain.EventData{placed(), reserved, authorized, committed, userCancel}, released},
 		{"void without a payment", []domain.EventData{placed(), userCancel}, voided},
 		{"refund request twice", []domain.EventData{placed(), reserved, authorized, committed, captured, confirmed, userRefund}, userRefund},
+		{"needs attention while moving forward", []domain.EventData{placed(), reserved, authorized}, notReturned},
+		{"needs attention of a confirmed order", []domain.EventData{placed(), reserved, authorized, committed, captured, confirmed}, notReturned},
+		{"needs attention with no money held", []domain.EventData{placed(), reserved, userCancel, released}, notReturned},
+		{"needs attention once the payment is back", []domain.EventData{placed(), reserved, authorized, userCancel, released, voided}, notReturned},
+		{"anything after needs attention", []domain.EventData{placed(), reserved, authorized, userCancel, released, notReturned}, voided},
+		{"cancel after needs attention", []domain.EventData{placed(), reserved, authorized, userCancel, released, notReturned},
+			domain.OrderCancelledData{Reason: "x"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -355,6 +389,8 @@ func TestRequestCancellation(t *testing.T) {
 		{"refund already requested", []domain.EventData{placed(), reserved, authorized, committed, captured, confirmed, userRefund}, "", domain.ErrCancellationRequested},
 		{"cancelled", []domain.EventData{placed(), userCancel, released, domain.OrderCancelledData{Reason: "x"}}, "", domain.ErrAlreadyCancelled},
 		{"rejected", []domain.EventData{placed(), domain.OrderRejectedData{Reason: "x"}}, "", domain.ErrRejectedCannotCancel},
+		{"needs attention", []domain.EventData{placed(), reserved, authorized, committed, captured, confirmed, userRefund, notReturned},
+			"", domain.ErrNeedsAttention},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -374,7 +410,7 @@ func TestEventDataRoundTrip(t *testing.T) {
 		placed(), domain.StockReservedData{ExpiresAt: late}, authorized, committed, captured, confirmed,
 		domain.OrderRejectedData{Reason: "out of stock: X", SKU: "X"}, declined, userCancel,
 		domain.StockReleasedData{Note: "n"}, voided, userRefund, refunded, restocked,
-		domain.OrderCancelledData{Reason: "r", Refunded: true},
+		domain.OrderCancelledData{Reason: "r", Refunded: true}, notReturned,
 	}
 	require.Len(t, all, len(domain.EventTypes), "every event type is covered")
 	for _, d := range all {

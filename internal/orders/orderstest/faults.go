@@ -31,6 +31,7 @@ type Faults struct {
 	mu      sync.Mutex
 	down    bool
 	blocked map[string]bool
+	refused map[string]bool
 	queue   map[string][]fault
 	holds   map[string][]*hold
 	calls   map[string]int
@@ -74,6 +75,25 @@ func (f *Faults) Unblock(method string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.blocked, method)
+}
+
+// Refuse makes every call of method be refused without effect until
+// Unrefuse: a conflict without RetryInfo, as the real service answers a
+// change it will not make (an answer, not an outage).
+func (f *Faults) Refuse(method string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refused == nil {
+		f.refused = map[string]bool{}
+	}
+	f.refused[method] = true
+}
+
+// Unrefuse undoes Refuse.
+func (f *Faults) Unrefuse(method string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.refused, method)
 }
 
 // FailNext makes the next n calls of method (e.g. "Authorize") fail with
@@ -154,7 +174,7 @@ func (f *Faults) enter(ctx context.Context, method string) (after func() error, 
 }
 
 // admit counts the call, fails it when the fake is down or the method
-// blocked, and takes the call's hold, if any.
+// blocked or refused, and takes the call's hold, if any.
 func (f *Faults) admit(method string) (*hold, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -164,6 +184,9 @@ func (f *Faults) admit(method string) (*hold, error) {
 	f.calls[method]++
 	if f.down || f.blocked[method] {
 		return nil, status.Error(codes.Unavailable, "service unavailable")
+	}
+	if f.refused[method] {
+		return nil, conflict("injected refusal of " + method)
 	}
 	hs := f.holds[method]
 	if len(hs) == 0 {

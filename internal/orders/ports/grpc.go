@@ -136,6 +136,26 @@ func (s *GRPCServer) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderR
 	return toProto(v), nil
 }
 
+// ListStuckOrders implements ordersv1.OrdersServiceServer.
+func (s *GRPCServer) ListStuckOrders(ctx context.Context, req *ordersv1.ListStuckOrdersRequest) (*ordersv1.ListStuckOrdersResponse, error) {
+	page, err := s.orders.ListStuckOrders(ctx, app.ListOrders{PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()})
+	if err != nil {
+		return nil, err
+	}
+	out := &ordersv1.ListStuckOrdersResponse{
+		Orders: make([]*ordersv1.StuckOrder, len(page.Orders)), NextPageToken: page.NextPageToken,
+	}
+	for i, o := range page.Orders {
+		out.Orders[i] = &ordersv1.StuckOrder{
+			Order: toProto(o.Order), Step: string(o.Step), Attempts: int32(o.Attempts), LastError: o.LastError,
+		}
+		if !o.NextAttemptAt.IsZero() {
+			out.Orders[i].NextAttemptAt = timestamppb.New(o.NextAttemptAt)
+		}
+	}
+	return out, nil
+}
+
 func toProto(v domain.View) *ordersv1.Order {
 	items := make([]*ordersv1.OrderItem, len(v.Items))
 	for i, it := range v.Items {

@@ -248,13 +248,14 @@ type Order struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	UserId string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// pending, confirmed, rejected or cancelled.
+	// pending, confirmed, rejected, cancelled or needs_attention (undoing the
+	// order could not return its payment: an operator resolves it).
 	Status          string       `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
 	Items           []*OrderItem `protobuf:"bytes,4,rep,name=items,proto3" json:"items,omitempty"`
 	TotalCents      int32        `protobuf:"varint,5,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
 	Currency        string       `protobuf:"bytes,6,opt,name=currency,proto3" json:"currency,omitempty"`
 	ShippingAddress *Address     `protobuf:"bytes,7,opt,name=shipping_address,json=shippingAddress,proto3" json:"shipping_address,omitempty"`
-	// Why the order was rejected or cancelled.
+	// Why the order was rejected or cancelled, or why it needs attention.
 	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Set once the order was refunded after confirmation.
 	Refunded      bool                   `protobuf:"varint,9,opt,name=refunded,proto3" json:"refunded,omitempty"`
@@ -799,6 +800,194 @@ func (x *CancelOrderRequest) GetReason() string {
 	return ""
 }
 
+type ListStuckOrdersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStuckOrdersRequest) Reset() {
+	*x = ListStuckOrdersRequest{}
+	mi := &file_orders_v1_orders_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStuckOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStuckOrdersRequest) ProtoMessage() {}
+
+func (x *ListStuckOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_orders_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStuckOrdersRequest.ProtoReflect.Descriptor instead.
+func (*ListStuckOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListStuckOrdersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListStuckOrdersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// StuckOrder is an order an operator should look at, with what its saga is
+// waiting for.
+type StuckOrder struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Order *Order                 `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	// The saga step due next, such as capture_payment; "done" once the saga
+	// has ended (needs_attention).
+	Step string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	// Failed attempts of that step so far.
+	Attempts int32 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// When that step is tried next; unset once the saga has ended.
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	// The last failure of that step, or what payments answered when the order
+	// came to need attention: a neighbour's error, for an operator.
+	LastError     string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StuckOrder) Reset() {
+	*x = StuckOrder{}
+	mi := &file_orders_v1_orders_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StuckOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StuckOrder) ProtoMessage() {}
+
+func (x *StuckOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_orders_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StuckOrder.ProtoReflect.Descriptor instead.
+func (*StuckOrder) Descriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StuckOrder) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+func (x *StuckOrder) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *StuckOrder) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *StuckOrder) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+func (x *StuckOrder) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+type ListStuckOrdersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Orders        []*StuckOrder          `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStuckOrdersResponse) Reset() {
+	*x = ListStuckOrdersResponse{}
+	mi := &file_orders_v1_orders_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStuckOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStuckOrdersResponse) ProtoMessage() {}
+
+func (x *ListStuckOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_orders_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStuckOrdersResponse.ProtoReflect.Descriptor instead.
+func (*ListStuckOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListStuckOrdersResponse) GetOrders() []*StuckOrder {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+func (x *ListStuckOrdersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_orders_v1_orders_proto protoreflect.FileDescriptor
 
 const file_orders_v1_orders_proto_rawDesc = "" +
@@ -867,7 +1056,22 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x15.orders.v1.OrderEventR\x06events\"<\n" +
 	"\x12CancelOrderRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason2\xec\x02\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"T\n" +
+	"\x16ListStuckOrdersRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xc7\x01\n" +
+	"\n" +
+	"StuckOrder\x12&\n" +
+	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\tR\x04step\x12\x1a\n" +
+	"\battempts\x18\x03 \x01(\x05R\battempts\x12B\n" +
+	"\x0fnext_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\"p\n" +
+	"\x17ListStuckOrdersResponse\x12-\n" +
+	"\x06orders\x18\x01 \x03(\v2\x15.orders.v1.StuckOrderR\x06orders\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xc6\x03\n" +
 	"\rOrdersService\x12<\n" +
 	"\n" +
 	"PlaceOrder\x12\x1c.orders.v1.PlaceOrderRequest\x1a\x10.orders.v1.Order\x128\n" +
@@ -875,7 +1079,8 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\n" +
 	"ListOrders\x12\x1c.orders.v1.ListOrdersRequest\x1a\x1d.orders.v1.ListOrdersResponse\x12X\n" +
 	"\x0fListOrderEvents\x12!.orders.v1.ListOrderEventsRequest\x1a\".orders.v1.ListOrderEventsResponse\x12>\n" +
-	"\vCancelOrder\x12\x1d.orders.v1.CancelOrderRequest\x1a\x10.orders.v1.OrderB@Z>github.com/mercato-dev/mercato/internal/gen/orders/v1;ordersv1b\x06proto3"
+	"\vCancelOrder\x12\x1d.orders.v1.CancelOrderRequest\x1a\x10.orders.v1.Order\x12X\n" +
+	"\x0fListStuckOrders\x12!.orders.v1.ListStuckOrdersRequest\x1a\".orders.v1.ListStuckOrdersResponseB@Z>github.com/mercato-dev/mercato/internal/gen/orders/v1;ordersv1b\x06proto3"
 
 var (
 	file_orders_v1_orders_proto_rawDescOnce sync.Once
@@ -889,7 +1094,7 @@ func file_orders_v1_orders_proto_rawDescGZIP() []byte {
 	return file_orders_v1_orders_proto_rawDescData
 }
 
-var file_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_orders_v1_orders_proto_goTypes = []any{
 	(*Address)(nil),                 // 0: orders.v1.Address
 	(*OrderItemInput)(nil),          // 1: orders.v1.OrderItemInput
@@ -903,35 +1108,43 @@ var file_orders_v1_orders_proto_goTypes = []any{
 	(*OrderEvent)(nil),              // 9: orders.v1.OrderEvent
 	(*ListOrderEventsResponse)(nil), // 10: orders.v1.ListOrderEventsResponse
 	(*CancelOrderRequest)(nil),      // 11: orders.v1.CancelOrderRequest
-	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),         // 13: google.protobuf.Struct
+	(*ListStuckOrdersRequest)(nil),  // 12: orders.v1.ListStuckOrdersRequest
+	(*StuckOrder)(nil),              // 13: orders.v1.StuckOrder
+	(*ListStuckOrdersResponse)(nil), // 14: orders.v1.ListStuckOrdersResponse
+	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),         // 16: google.protobuf.Struct
 }
 var file_orders_v1_orders_proto_depIdxs = []int32{
 	2,  // 0: orders.v1.Order.items:type_name -> orders.v1.OrderItem
 	0,  // 1: orders.v1.Order.shipping_address:type_name -> orders.v1.Address
-	12, // 2: orders.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	12, // 3: orders.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 2: orders.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	15, // 3: orders.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: orders.v1.PlaceOrderRequest.items:type_name -> orders.v1.OrderItemInput
 	0,  // 5: orders.v1.PlaceOrderRequest.shipping_address:type_name -> orders.v1.Address
 	3,  // 6: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
-	13, // 7: orders.v1.OrderEvent.data:type_name -> google.protobuf.Struct
-	12, // 8: orders.v1.OrderEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	16, // 7: orders.v1.OrderEvent.data:type_name -> google.protobuf.Struct
+	15, // 8: orders.v1.OrderEvent.occurred_at:type_name -> google.protobuf.Timestamp
 	9,  // 9: orders.v1.ListOrderEventsResponse.events:type_name -> orders.v1.OrderEvent
-	4,  // 10: orders.v1.OrdersService.PlaceOrder:input_type -> orders.v1.PlaceOrderRequest
-	5,  // 11: orders.v1.OrdersService.GetOrder:input_type -> orders.v1.GetOrderRequest
-	6,  // 12: orders.v1.OrdersService.ListOrders:input_type -> orders.v1.ListOrdersRequest
-	8,  // 13: orders.v1.OrdersService.ListOrderEvents:input_type -> orders.v1.ListOrderEventsRequest
-	11, // 14: orders.v1.OrdersService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
-	3,  // 15: orders.v1.OrdersService.PlaceOrder:output_type -> orders.v1.Order
-	3,  // 16: orders.v1.OrdersService.GetOrder:output_type -> orders.v1.Order
-	7,  // 17: orders.v1.OrdersService.ListOrders:output_type -> orders.v1.ListOrdersResponse
-	10, // 18: orders.v1.OrdersService.ListOrderEvents:output_type -> orders.v1.ListOrderEventsResponse
-	3,  // 19: orders.v1.OrdersService.CancelOrder:output_type -> orders.v1.Order
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	3,  // 10: orders.v1.StuckOrder.order:type_name -> orders.v1.Order
+	15, // 11: orders.v1.StuckOrder.next_attempt_at:type_name -> google.protobuf.Timestamp
+	13, // 12: orders.v1.ListStuckOrdersResponse.orders:type_name -> orders.v1.StuckOrder
+	4,  // 13: orders.v1.OrdersService.PlaceOrder:input_type -> orders.v1.PlaceOrderRequest
+	5,  // 14: orders.v1.OrdersService.GetOrder:input_type -> orders.v1.GetOrderRequest
+	6,  // 15: orders.v1.OrdersService.ListOrders:input_type -> orders.v1.ListOrdersRequest
+	8,  // 16: orders.v1.OrdersService.ListOrderEvents:input_type -> orders.v1.ListOrderEventsRequest
+	11, // 17: orders.v1.OrdersService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
+	12, // 18: orders.v1.OrdersService.ListStuckOrders:input_type -> orders.v1.ListStuckOrdersRequest
+	3,  // 19: orders.v1.OrdersService.PlaceOrder:output_type -> orders.v1.Order
+	3,  // 20: orders.v1.OrdersService.GetOrder:output_type -> orders.v1.Order
+	7,  // 21: orders.v1.OrdersService.ListOrders:output_type -> orders.v1.ListOrdersResponse
+	10, // 22: orders.v1.OrdersService.ListOrderEvents:output_type -> orders.v1.ListOrderEventsResponse
+	3,  // 23: orders.v1.OrdersService.CancelOrder:output_type -> orders.v1.Order
+	14, // 24: orders.v1.OrdersService.ListStuckOrders:output_type -> orders.v1.ListStuckOrdersResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_orders_proto_init() }
@@ -945,7 +1158,7 @@ func file_orders_v1_orders_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_orders_proto_rawDesc), len(file_orders_v1_orders_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	OrdersService_ListOrders_FullMethodName      = "/orders.v1.OrdersService/ListOrders"
 	OrdersService_ListOrderEvents_FullMethodName = "/orders.v1.OrdersService/ListOrderEvents"
 	OrdersService_CancelOrder_FullMethodName     = "/orders.v1.OrdersService/CancelOrder"
+	OrdersService_ListStuckOrders_FullMethodName = "/orders.v1.OrdersService/ListStuckOrders"
 )
 
 // OrdersServiceClient is the client API for OrdersService service.
@@ -46,6 +47,11 @@ type OrdersServiceClient interface {
 	// CancelOrder cancels a pending order (releasing stock, voiding the
 	// authorization) or refunds a confirmed one (refund and restock).
 	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*Order, error)
+	// ListStuckOrders returns, for admins only, the orders an operator should
+	// look at, newest first: those whose saga has recorded nothing for the
+	// stuck threshold while it still has work to do, and those whose status is
+	// needs_attention.
+	ListStuckOrders(ctx context.Context, in *ListStuckOrdersRequest, opts ...grpc.CallOption) (*ListStuckOrdersResponse, error)
 }
 
 type ordersServiceClient struct {
@@ -106,6 +112,16 @@ func (c *ordersServiceClient) CancelOrder(ctx context.Context, in *CancelOrderRe
 	return out, nil
 }
 
+func (c *ordersServiceClient) ListStuckOrders(ctx context.Context, in *ListStuckOrdersRequest, opts ...grpc.CallOption) (*ListStuckOrdersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListStuckOrdersResponse)
+	err := c.cc.Invoke(ctx, OrdersService_ListStuckOrders_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrdersServiceServer is the server API for OrdersService service.
 // All implementations must embed UnimplementedOrdersServiceServer
 // for forward compatibility.
@@ -126,6 +142,11 @@ type OrdersServiceServer interface {
 	// CancelOrder cancels a pending order (releasing stock, voiding the
 	// authorization) or refunds a confirmed one (refund and restock).
 	CancelOrder(context.Context, *CancelOrderRequest) (*Order, error)
+	// ListStuckOrders returns, for admins only, the orders an operator should
+	// look at, newest first: those whose saga has recorded nothing for the
+	// stuck threshold while it still has work to do, and those whose status is
+	// needs_attention.
+	ListStuckOrders(context.Context, *ListStuckOrdersRequest) (*ListStuckOrdersResponse, error)
 	mustEmbedUnimplementedOrdersServiceServer()
 }
 
@@ -150,6 +171,9 @@ func (UnimplementedOrdersServiceServer) ListOrderEvents(context.Context, *ListOr
 }
 func (UnimplementedOrdersServiceServer) CancelOrder(context.Context, *CancelOrderRequest) (*Order, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelOrder not implemented")
+}
+func (UnimplementedOrdersServiceServer) ListStuckOrders(context.Context, *ListStuckOrdersRequest) (*ListStuckOrdersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListStuckOrders not implemented")
 }
 func (UnimplementedOrdersServiceServer) mustEmbedUnimplementedOrdersServiceServer() {}
 func (UnimplementedOrdersServiceServer) testEmbeddedByValue()                       {}
@@ -262,6 +286,24 @@ func _OrdersService_CancelOrder_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrdersService_ListStuckOrders_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListStuckOrdersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrdersServiceServer).ListStuckOrders(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrdersService_ListStuckOrders_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrdersServiceServer).ListStuckOrders(ctx, req.(*ListStuckOrdersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrdersService_ServiceDesc is the grpc.ServiceDesc for OrdersService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -288,6 +330,10 @@ var OrdersService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelOrder",
 			Handler:    _OrdersService_CancelOrder_Handler,
+		},
+		{
+			MethodName: "ListStuckOrders",
+			Handler:    _OrdersService_ListStuckOrders_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

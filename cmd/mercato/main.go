@@ -131,6 +131,8 @@ Flags:
 	noSeed := fs.Bool("no-seed", false, "leave an empty catalog empty instead of adding the demo products")
 	replicas := fs.String("replicas", "", "how many `instances` of each service to run: a count for every service (2) or service=count pairs (catalog=3,orders=2); 1 to 16, the gateway once")
 	natsURL := fs.String("nats", "", "external NATS server `URL` (nats://host:port, JetStream on) instead of the embedded one")
+	registryKind := fs.String("registry", launcher.RegistryStatic, "how services find each other: static (given their neighbours' addresses) or etcd (each instance registers itself; an embedded etcd unless --etcd names one)")
+	etcdURL := fs.String("etcd", "", "external etcd client `URL` (http://host:2379) for --registry etcd")
 	logFormat := fs.String("log-format", launcher.LogFormatAuto, "`format` of the log lines: text (readable), json (as the services write them) or auto (text on a terminal, else json)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -149,6 +151,8 @@ Flags:
 	l, err := launcher.New(launcher.Config{
 		Replicas:      replicaCounts,
 		NATSURL:       *natsURL,
+		Registry:      *registryKind,
+		EtcdURL:       *etcdURL,
 		Addr:          *addr,
 		DataDir:       *dataDir,
 		PostgresURL:   *postgres,

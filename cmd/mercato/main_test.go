@@ -103,6 +103,22 @@ func TestUpReportsConfigurationProblems(t *testing.T) {
 	}
 }
 
+func TestUpRefusesBadRegistryFlags(t *testing.T) {
+	for args, want := range map[string][]string{
+		"--registry consul":                         {`  - registry "consul" is not static or etcd`},
+		"--etcd http://127.0.0.1:2379":              {"  - an etcd URL needs --registry etcd"},
+		"--registry etcd --etcd 127.0.0.1:2379":     {`  - etcd URL "127.0.0.1:2379" is not http://host:port`},
+		"--registry etcd --etcd http://127.0.0.1:1": {"  - cannot reach etcd at http://127.0.0.1:1"},
+	} {
+		code, stdout, stderr := runArgs(append([]string{"up", "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--log-format", "json"}, strings.Fields(args)...)...)
+		require.Equal(t, exitUsage, code, "%s: %s", args, stderr)
+		for _, w := range want {
+			require.Contains(t, stderr, w, args)
+		}
+		require.NotContains(t, stdout, "service started", args)
+	}
+}
+
 // An external NATS that does not answer is a configuration problem,
 // reported before any service starts.
 func TestUpRefusesAnUnreachableNATS(t *testing.T) {

@@ -92,6 +92,14 @@ type Config struct {
 	// NATSURL, when set, is an external NATS server (with JetStream) the
 	// services use instead of the embedded one.
 	NATSURL string
+	// Registry is how the services find each other: RegistryStatic
+	// (default: the launcher gives each its neighbours' addresses) or
+	// RegistryEtcd (every instance registers itself in etcd, an embedded
+	// one unless EtcdURL names one).
+	Registry string
+	// EtcdURL is an external etcd's client URL (http://host:2379) for
+	// RegistryEtcd.
+	EtcdURL string
 	// SkipSeed leaves an empty catalog empty instead of adding the demo
 	// products.
 	SkipSeed bool
@@ -142,6 +150,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Stdout == nil {
 		c.Stdout = os.Stdout
+	}
+	if c.Registry == "" {
+		c.Registry = RegistryStatic
 	}
 	if c.LogFormat == "" {
 		c.LogFormat = LogFormatAuto
@@ -264,6 +275,12 @@ func (c Config) Validate() error {
 		u, err := url.Parse(c.NATSURL)
 		p.Add(err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "",
 			"NATS URL %q is not nats://host:port", c.NATSURL)
+	}
+	p.Add(c.Registry != RegistryStatic && c.Registry != RegistryEtcd, "registry %q is not static or etcd", c.Registry)
+	p.Add(c.EtcdURL != "" && c.Registry != RegistryEtcd, "an etcd URL needs --registry etcd")
+	if c.EtcdURL != "" {
+		u, err := url.Parse(c.EtcdURL)
+		p.Add(err != nil || u.Scheme != "http" || u.Host == "", "etcd URL %q is not http://host:port", c.EtcdURL)
 	}
 	p.Add(!seen[Identity], "services must include %s", Identity)
 	p.Add(!seen[Gateway], "services must include %s", Gateway)

@@ -17,6 +17,8 @@ import (
 type plan struct {
 	cfg     Config
 	natsURL string
+	// etcdURL is the registry's etcd, with RegistryEtcd.
+	etcdURL string
 	// addrs are where each service's instances listen, in instance order.
 	addrs         map[string][]ServiceAddrs
 	adminPassword string
@@ -99,6 +101,7 @@ func (p plan) instanceEnv(service string, instance int) ([]string, error) {
 		{"NATS_URL", p.natsURL},
 		{"JWKS_URL", "http://" + p.addrs[Identity][0].HTTP + "/.well-known/jwks.json"},
 		{"MERCATO_INSTANCE_ID", service + "-" + strconv.Itoa(instance+1)},
+		{"MERCATO_REGISTRY", p.cfg.Registry},
 		{"MERCATO_SERVICE_SECRET", p.serviceSecret},
 		{"MERCATO_PAGE_TOKEN_KEY", p.pageTokenKeys[service]},
 	}
@@ -110,6 +113,9 @@ func (p plan) instanceEnv(service string, instance int) ([]string, error) {
 			}
 			vars = append(vars, [2]string{system.AddrVar(callee), strings.Join(targets, ",")})
 		}
+	}
+	if p.etcdURL != "" {
+		vars = append(vars, [2]string{"MERCATO_ETCD_ENDPOINTS", p.etcdURL})
 	}
 	if entry.Database {
 		dbURL, err := p.databaseURL(service)

@@ -143,6 +143,20 @@ func (l *Launcher) Run(ctx context.Context) error {
 		}
 		logger.InfoContext(ctx, "using external nats", "url", natsURL)
 	}
+	etcdURL := cfg.EtcdURL
+	if cfg.Registry == RegistryEtcd {
+		if etcdURL == "" {
+			e, u, err := startEtcd(ctx, filepath.Join(cfg.DataDir, "etcd"))
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			etcdURL = u
+			logger.InfoContext(ctx, "etcd started", "url", etcdURL, "dir", filepath.Join(cfg.DataDir, "etcd"))
+		} else if err := checkEtcd(ctx, etcdURL); err != nil {
+			return config.Join(err)
+		}
+	}
 	ids := make([]string, len(l.instances))
 	for i, inst := range l.instances {
 		ids[i] = inst.id
@@ -159,12 +173,13 @@ func (l *Launcher) Run(ctx context.Context) error {
 	}
 
 	p := newPlan(cfg, natsURL, addrs, password)
+	p.etcdURL = etcdURL
 	first := map[string]ServiceAddrs{}
 	for svc, list := range addrs {
 		first[svc] = list[0]
 	}
 	l.info = Info{
-		Addrs:      Addrs{Gateway: public, NATS: natsURL, Services: first, Instances: addrs},
+		Addrs:      Addrs{Gateway: public, NATS: natsURL, EtcdURL: etcdURL, Services: first, Instances: addrs},
 		AdminEmail: cfg.AdminEmail, AdminPassword: password,
 		PIDs: map[string]int{},
 	}
@@ -584,6 +599,9 @@ func (l *Launcher) banner() string {
 	fmt.Fprintf(&b, "    Admin     %s\n", l.info.AdminEmail)
 	fmt.Fprintf(&b, "    Password  %s\n", l.info.AdminPassword)
 	fmt.Fprintf(&b, "    Data      %s\n", data)
+	if l.cfg.Registry == RegistryEtcd {
+		fmt.Fprintf(&b, "    Registry  etcd %s\n", l.info.EtcdURL)
+	}
 	if len(l.cfg.Replicas) > 0 {
 		var counts []string
 		for _, svc := range l.cfg.Services {

@@ -25,8 +25,10 @@ type ServiceAddrs struct {
 type Addrs struct {
 	// Gateway is the public host:port of the gateway.
 	Gateway string
-	// NATS is the embedded NATS server's client URL.
+	// NATS is the NATS server's client URL.
 	NATS string
+	// EtcdURL is the registry's etcd client URL, with --registry etcd.
+	EtcdURL string
 	// Services maps each service name to its (first instance's) listeners.
 	Services map[string]ServiceAddrs
 	// Instances maps each service name to the listeners of every

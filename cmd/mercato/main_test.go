@@ -64,6 +64,19 @@ func TestServeReportsEveryConfigurationProblem(t *testing.T) {
 	require.Empty(t, stdout, "nothing started, so nothing logged")
 }
 
+func TestServeRefusesABadRegistry(t *testing.T) {
+	t.Setenv("MERCATO_REGISTRY", "consul")
+	code, _, stderr := runArgs("serve", "cart")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "mercato: cart is misconfigured:\n")
+	require.Contains(t, stderr, "consul")
+
+	t.Setenv("MERCATO_REGISTRY", "etcd")
+	code, _, stderr = runArgs("serve", "catalog")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "endpoint")
+}
+
 func TestServeRefusesAnUnknownLogLevel(t *testing.T) {
 	t.Setenv("LOG_LEVEL", "chatty")
 	code, _, stderr := runArgs("serve", "identity")

@@ -62,7 +62,7 @@ const (
 	// rejectionTimeout bounds the write that counts a rejection; the
 	// handler may have used up AckWait.
 	rejectionTimeout = 5 * time.Second
-	tracerName                = "github.com/mercato-dev/mercato/internal/platform/events"
+	tracerName       = "github.com/mercato-dev/mercato/internal/platform/events"
 )
 
 // defaultBackoff doubles from one second to five minutes: a database
@@ -649,10 +649,10 @@ func (c *Consumer) deadLetter(ctx context.Context, log *slog.Logger, span trace.
 		// A redelivery is dead-lettered again, and the copy dropped.
 		log.WarnContext(ctx, "dead-lettered event not terminated", "error", err)
 	}
-	c.forgetRejections(ctx, log, meta)
-	log.ErrorContext(ctx, "event dead-lettered", "reason", reason, "rejections", rejections, "error", cause)
 	c.metrics.handled.WithLabelValues(c.cfg.Name, OutcomeDeadLetter).Inc()
 	c.metrics.deadLetters.WithLabelValues(c.cfg.Name, reason).Inc()
+	log.ErrorContext(ctx, "event dead-lettered", "reason", reason, "rejections", rejections, "error", cause)
+	c.forgetRejections(ctx, log, meta)
 }
 
 // pruneProcessed deletes this consumer's processed_events rows, and the

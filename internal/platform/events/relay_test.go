@@ -3,6 +3,8 @@ package events_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -189,18 +191,21 @@ func TestRelayReportsLagAndLosesNothingWhileNATSIsDown(t *testing.T) {
 	})
 }
 
-// A row JetStream refuses (here: no stream binds its subject) waits on its
-// own backoff while the rows behind it flow, in order, and is moved aside
-// after its attempts; replayed once its stream exists, it is published.
+// A row JetStream refuses (no stream binds its subject; larger than NATS
+// takes) waits on its own backoff while the rows behind it flow, in order,
+// and is moved aside after its attempts; replayed once its stream exists,
+// it is published.
 func TestRelayMovesAsideARowJetStreamRefuses(t *testing.T) {
 	t.Parallel()
 	forEachEngineWithSchema(t, func(t *testing.T, d *db.DB) {
 		js := startJetStream(t)
 		o := events.NewOutbox(d)
 		poison := events.Event{ID: "poison", Subject: "inventory.reserved", Payload: []byte(`{"sku":"kettle"}`)}
+		// Over the server's 1 MB max_payload.
+		huge := events.Event{ID: "huge", Subject: "order.confirmed", Payload: fmt.Appendf(nil, `{"note":%q}`, strings.Repeat("x", 2<<20))}
 		before, after := orderEvents("before", 2), orderEvents("after", 5)
 		addCommitted(t, d, o, before...)
-		addCommitted(t, d, o, poison)
+		addCommitted(t, d, o, poison, huge)
 		addCommitted(t, d, o, after...)
 
 		const maxAttempts = 4
@@ -214,23 +219,31 @@ func TestRelayMovesAsideARowJetStreamRefuses(t *testing.T) {
 			return streamCount(t, js, streamOrders) == len(before)+len(after)
 		}, waitFor, tick, "the rows behind the refused one are published")
 		require.Eventually(t, func() bool {
-			return countRows(t, d, `SELECT count(*) FROM outbox_dead`) == 1
-		}, waitFor, tick, "the refused row is moved aside")
+			return countRows(t, d, `SELECT count(*) FROM outbox_dead`) == 2
+		}, waitFor, tick, "the refused rows are moved aside")
 		assert.Zero(t, unpublished(t, d))
-		assert.Zero(t, countRows(t, d, `SELECT count(*) FROM outbox WHERE event_id = 'poison'`))
+		assert.Zero(t, countRows(t, d, `SELECT count(*) FROM outbox WHERE event_id IN ('poison', 'huge')`))
 
 		msgs := streamMessages(t, js, streamOrders)
 		for i, ev := range append(before, after...) {
 			assert.Equal(t, ev.ID, msgs[i].Header.Get(events.HeaderEventID), "rows that flow keep their order: message %d", i)
 		}
-		assert.Equal(t, float64(maxAttempts), metricValue(t, reg, "mercato_events_outbox_refused_total"))
-		assert.Equal(t, float64(1), metricValue(t, reg, "mercato_events_outbox_moved_aside_total"))
+		// The counters follow the commit.
+		require.Eventually(t, func() bool {
+			return metricValue(t, reg, "mercato_events_outbox_moved_aside_total") == 2
+		}, waitFor, tick)
+		assert.Equal(t, float64(2*maxAttempts), metricValue(t, reg, "mercato_events_outbox_refused_total"))
 		assert.Zero(t, metricValue(t, reg, "mercato_events_publish_errors_total"), "the relay as a whole never failed")
-		require.Eventually(t, func() bool { return metricValue(t, reg, "mercato_events_outbox_dead") == 1 }, waitFor, tick)
+		require.Eventually(t, func() bool { return metricValue(t, reg, "mercato_events_outbox_dead") == 2 }, waitFor, tick)
 
 		dead, err := events.ListDeadOutbox(t.Context(), d, events.DeadOutboxFilter{})
 		require.NoError(t, err)
-		require.Len(t, dead, 1)
+		require.Len(t, dead, 2)
+		assert.Equal(t, "huge", dead[1].EventID)
+		assert.Contains(t, dead[1].Error, "maximum payload exceeded")
+		limited, err := events.ListDeadOutbox(t.Context(), d, events.DeadOutboxFilter{Limit: 1})
+		require.NoError(t, err)
+		assert.Len(t, limited, 1)
 		assert.Equal(t, "poison", dead[0].EventID)
 		assert.Equal(t, "inventory.reserved", dead[0].Subject)
 		assert.JSONEq(t, `{"sku":"kettle"}`, string(dead[0].Payload))
@@ -248,13 +261,13 @@ func TestRelayMovesAsideARowJetStreamRefuses(t *testing.T) {
 		replayed, err := events.ReplayDeadOutbox(t.Context(), d, events.DeadOutboxFilter{EventID: "poison"})
 		require.NoError(t, err)
 		require.Len(t, replayed, 1)
-		assert.Zero(t, countRows(t, d, `SELECT count(*) FROM outbox_dead`))
+		assert.Equal(t, 1, countRows(t, d, `SELECT count(*) FROM outbox_dead`), "only the row asked for is replayed")
 		require.Eventually(t, func() bool { return streamCount(t, js, inventory.Name) == 1 }, waitFor, tick)
 		published := streamMessages(t, js, inventory.Name)[0]
 		assert.Equal(t, "poison", published.Header.Get(events.HeaderEventID))
 		assert.JSONEq(t, `{"sku":"kettle"}`, string(published.Data))
 		require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
-		require.Eventually(t, func() bool { return metricValue(t, reg, "mercato_events_outbox_dead") == 0 }, waitFor, tick)
+		require.Eventually(t, func() bool { return metricValue(t, reg, "mercato_events_outbox_dead") == 1 }, waitFor, tick)
 	})
 }
 

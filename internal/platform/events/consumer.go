@@ -230,7 +230,8 @@ type ConsumerOption func(*Consumer)
 
 // WithConsumerMetrics registers the consumer's metrics on reg: messages
 // handled by outcome, retries by reason (infrastructure, rejected) and dead
-// letters by reason, labelled with the consumer name. Consumers of one process share them. Nil records nothing.
+// letters by reason, labelled with the consumer name. Consumers of one
+// process share them. Nil records nothing.
 func WithConsumerMetrics(reg prometheus.Registerer) ConsumerOption {
 	return func(c *Consumer) { c.registerer = reg }
 }
@@ -645,14 +646,19 @@ func (c *Consumer) deadLetter(ctx context.Context, log *slog.Logger, span trace.
 		c.retry(ctx, log, m, msg, reasonInfrastructure, cause)
 		return
 	}
+	terminated := true
 	if err := m.TermWithReason("dead-lettered: " + reason); err != nil {
-		// A redelivery is dead-lettered again, and the copy dropped.
+		// A redelivery is dead-lettered again, and the copy dropped; it
+		// needs its count for that.
 		log.WarnContext(ctx, "dead-lettered event not terminated", "error", err)
+		terminated = false
 	}
 	c.metrics.handled.WithLabelValues(c.cfg.Name, OutcomeDeadLetter).Inc()
 	c.metrics.deadLetters.WithLabelValues(c.cfg.Name, reason).Inc()
 	log.ErrorContext(ctx, "event dead-lettered", "reason", reason, "rejections", rejections, "error", cause)
-	c.forgetRejections(ctx, log, meta)
+	if terminated {
+		c.forgetRejections(ctx, log, meta)
+	}
 }
 
 // pruneProcessed deletes this consumer's processed_events rows, and the

@@ -1,7 +1,9 @@
 // Command mercato is the one binary of the mercato system. `mercato up` runs
 // the whole system on one machine; `mercato serve <service>` runs one
 // service configured from the environment (what a container runs);
-// `mercato migrate <service>` applies one service's schema migrations.
+// `mercato migrate <service>` applies one service's schema migrations;
+// `mercato events` lists and replays the events that could not be
+// delivered.
 package main
 
 import (
@@ -51,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stdout, stderr)
 	case "migrate":
 		return runMigrate(args[1:], stdout, stderr)
+	case "events":
+		return runEvents(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "mercato", versionString())
 		return 0
@@ -71,6 +75,7 @@ Usage:
   mercato up [flags]          run the whole system on this machine (see mercato up -h)
   mercato serve <service>     run one service, configured from the environment
   mercato migrate <service>   apply one service's database migrations
+  mercato events ...          list and replay dead letters and dead outbox rows (see mercato events -h)
   mercato version             print the version
   mercato help                print this help
 

@@ -56,7 +56,7 @@ func readCommon(env *config.Env, service string) common {
 		},
 		DB: readDB(env, service),
 		Events: events.Config{
-			URL:            env.String("NATS_URL", "nats://nats:4222"),
+			URL:            NATSURL(env),
 			StreamReplicas: env.Int("MERCATO_NATS_STREAM_REPLICAS", 1),
 			Streams:        Streams(),
 		},
@@ -126,6 +126,28 @@ func target(env *config.Env, service string) string {
 		return addr
 	}
 	return registry.Target(service)
+}
+
+// NATSURL reads the NATS server(s) every process connects to.
+func NATSURL(env *config.Env) string { return env.String("NATS_URL", "nats://nats:4222") }
+
+// DBConfig reads the database configuration of the service called name,
+// as its Serve and Migrate do: for tools that work on a service's data. A
+// problem with it, an unknown service or one without a database is a
+// *config.Error.
+func DBConfig(env *config.Env, name string) (db.Config, error) {
+	svc, ok := Lookup(name)
+	if !ok {
+		return db.Config{}, config.Join(fmt.Errorf("unknown service %q", name))
+	}
+	if !svc.Database {
+		return db.Config{}, config.Join(fmt.Errorf("%s keeps no database", name))
+	}
+	cfg := readDB(env, name)
+	if err := config.Join(env.Err(), cfg.Validate()); err != nil {
+		return db.Config{}, fmt.Errorf("%s configuration: %w", name, err)
+	}
+	return cfg, nil
 }
 
 func readDB(env *config.Env, service string) db.Config {

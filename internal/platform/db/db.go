@@ -128,6 +128,10 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	if err := createPostgresDatabase(ctx, cfg.URL); err != nil {
 		return nil, err
 	}
+	return connectPostgres(ctx, cfg)
+}
+
+func connectPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	pgcfg, err := pgx.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parse postgres URL: %w", err)

@@ -96,6 +96,22 @@ func Connect(ctx context.Context, cfg Config, service string) (*nats.Conn, jetst
 	return nc, js, nil
 }
 
+// Dial connects a command-line tool to NATS at url, named name in NATS's
+// monitoring: unlike Connect it gives up at once when the server cannot be
+// reached, and it makes sure of no stream. The caller closes the connection.
+func Dial(url, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name(name), nats.Timeout(connectTimeout))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("JetStream client: %w", err)
+	}
+	return nc, js, nil
+}
+
 // ConnectedCheck returns a readiness check that fails while nc is not
 // connected (down, or reconnecting after an outage).
 func ConnectedCheck(nc *nats.Conn) func(context.Context) error {

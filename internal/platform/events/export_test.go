@@ -5,3 +5,7 @@ package events
 func WithAfterPublishHook(fn func() error) RelayOption {
 	return func(r *Relay) { r.afterPublish = fn }
 }
+
+// NATSUnavailable tells the relay's two kinds of publish failure apart:
+// NATS unavailable (true) or the row refused (false).
+var NATSUnavailable = natsUnavailable

@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -72,9 +75,111 @@ var testStreams = []events.Stream{
 // startJetStream starts a NATS server of the test's own, with testStreams.
 func startJetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	_, js := natstest.Connect(t, natstest.Start(t))
-	require.NoError(t, events.EnsureStreams(t.Context(), js, 1, testStreams))
+	_, js := startJetStreamServer(t)
 	return js
+}
+
+// startJetStreamServer is startJetStream, returning the server too, for a
+// test to stop and restart.
+func startJetStreamServer(t *testing.T) (*natstest.Server, jetstream.JetStream) {
+	t.Helper()
+	srv := natstest.StartServer(t)
+	_, js := natstest.Connect(t, srv.URL())
+	require.NoError(t, events.EnsureStreams(t.Context(), js, 1, testStreams))
+	return srv, js
+}
+
+// tcpProxy forwards connections to a server as the network between a
+// service and its database does, until cut: then it drops every connection
+// and closes new ones at once, as an unreachable server would look, until
+// restored.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func startProxy(t *testing.T, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Go(p.accept)
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *tcpProxy) accept() {
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			_ = client.Close()
+			continue
+		}
+		server, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = client.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[client], p.conns[server] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			_, _ = io.Copy(dst, src)
+			_ = dst.Close()
+			_ = src.Close()
+			p.mu.Lock()
+			delete(p.conns, dst)
+			delete(p.conns, src)
+			p.mu.Unlock()
+		}
+		p.wg.Go(func() { pipe(server, client) })
+		p.wg.Go(func() { pipe(client, server) })
+	}
+}
+
+// cut drops every connection and refuses new ones.
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// restore lets new connections through again.
+func (p *tcpProxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
+}
+
+// openPostgresBehindProxy opens a fresh PostgreSQL database of the test's
+// own through a proxy the test can cut.
+func openPostgresBehindProxy(t *testing.T) (*db.DB, *tcpProxy) {
+	t.Helper()
+	u, err := url.Parse(dbtest.PostgresURL(t))
+	require.NoError(t, err)
+	proxy := startProxy(t, u.Host)
+	u.Host = proxy.addr()
+	return dbtest.Open(t, u.String()), proxy
 }
 
 func testLogger(t *testing.T) *slog.Logger {

@@ -18,16 +18,28 @@ const (
 type relayMetrics struct {
 	pending       prometheus.Gauge
 	oldestAge     prometheus.Gauge
+	retrying      prometheus.Gauge
+	dead          prometheus.Gauge
 	published     prometheus.Counter
 	duplicates    prometheus.Counter
 	publishErrors prometheus.Counter
+	refused       prometheus.Counter
+	movedAside    prometheus.Counter
 }
 
 func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 	m := &relayMetrics{
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "mercato", Subsystem: "events", Name: "outbox_pending",
-			Help: "Outbox rows committed but not yet published.",
+			Help: "Outbox rows committed but not yet published: the relay's backlog, rows waiting out a retry included.",
+		}),
+		retrying: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "mercato", Subsystem: "events", Name: "outbox_retrying",
+			Help: "Pending outbox rows whose publish JetStream refused at least once, retried on their own backoff.",
+		}),
+		dead: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "mercato", Subsystem: "events", Name: "outbox_dead",
+			Help: "Outbox rows moved aside to outbox_dead after too many refused publishes, waiting for a replay.",
 		}),
 		oldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "mercato", Subsystem: "events", Name: "outbox_oldest_pending_age_seconds",
@@ -43,7 +55,15 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 		}),
 		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "mercato", Subsystem: "events", Name: "publish_errors_total",
-			Help: "Outbox batches that failed to publish or to be marked published, and will be retried.",
+			Help: "Outbox batches that failed for NATS or the database, and will be retried after the relay backs off.",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mercato", Subsystem: "events", Name: "outbox_refused_total",
+			Help: "Publishes of one outbox row JetStream refused (no stream for its subject, too large, ...), each retried on the row's own backoff.",
+		}),
+		movedAside: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mercato", Subsystem: "events", Name: "outbox_moved_aside_total",
+			Help: "Outbox rows moved aside to outbox_dead after too many refused publishes.",
 		}),
 	}
 	if reg == nil {
@@ -65,11 +85,24 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 	if m.publishErrors, err = register(reg, m.publishErrors); err != nil {
 		return nil, err
 	}
+	if m.retrying, err = register(reg, m.retrying); err != nil {
+		return nil, err
+	}
+	if m.dead, err = register(reg, m.dead); err != nil {
+		return nil, err
+	}
+	if m.refused, err = register(reg, m.refused); err != nil {
+		return nil, err
+	}
+	if m.movedAside, err = register(reg, m.movedAside); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
 type consumerMetrics struct {
 	handled     *prometheus.CounterVec
+	retries     *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 }
 
@@ -79,6 +112,10 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 			Namespace: "mercato", Subsystem: "events", Name: "consumer_messages_total",
 			Help: "Deliveries handled by a consumer, by outcome (ok, duplicate, retry, dead_letter).",
 		}, []string{"consumer", "outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mercato", Subsystem: "events", Name: "consumer_retries_total",
+			Help: "Deliveries a consumer scheduled again, by reason: infrastructure (not counted toward MaxDeliver) or rejected (by the handler).",
+		}, []string{"consumer", "reason"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mercato", Subsystem: "events", Name: "dead_letters_total",
 			Help: "Messages a consumer moved to the dead-letter stream, by reason (permanent, exhausted).",
@@ -89,6 +126,9 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 	}
 	var err error
 	if m.handled, err = register(reg, m.handled); err != nil {
+		return nil, err
+	}
+	if m.retries, err = register(reg, m.retries); err != nil {
 		return nil, err
 	}
 	if m.deadLetters, err = register(reg, m.deadLetters); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,10 @@ const (
 	// markTimeout bounds the UPDATE that follows a publish. It is not tied
 	// to the caller's context so that a stop does not strand published rows.
 	markTimeout = 10 * time.Second
+
+	defaultMaxAttempts   = 10
+	defaultRowRetryFirst = time.Second
+	defaultRowRetryLimit = 5 * time.Minute
 )
 
 // Relay moves committed outbox rows to JetStream. Run it once per process
@@ -41,6 +46,9 @@ type Relay struct {
 	publishTimeout time.Duration
 	retention      time.Duration
 	coalesce       time.Duration
+	maxAttempts    int
+	rowRetryFirst  time.Duration
+	rowRetryLimit  time.Duration
 	registerer     prometheus.Registerer
 	metrics        *relayMetrics
 
@@ -111,9 +119,35 @@ func WithCoalesce(d time.Duration) RelayOption {
 	}
 }
 
+// WithMaxAttempts sets how many refused publishes of one row move it aside
+// to outbox_dead (default 10).
+func WithMaxAttempts(n int) RelayOption {
+	return func(r *Relay) {
+		if n > 0 {
+			r.maxAttempts = n
+		}
+	}
+}
+
+// WithRowBackoff sets how long a row JetStream refused waits before it is
+// tried again: first after the first refusal, doubling up to limit after
+// the next ones (default 1s to 5m). Each wait is drawn between half of it
+// and all of it, and ends at a poll of the relay.
+func WithRowBackoff(first, limit time.Duration) RelayOption {
+	return func(r *Relay) {
+		if first > 0 {
+			r.rowRetryFirst = first
+		}
+		if limit > 0 {
+			r.rowRetryLimit = limit
+		}
+	}
+}
+
 // WithRelayMetrics registers the relay's metrics on reg: outbox lag (pending
-// rows and the age of the oldest), events published, duplicates and
-// failures. Without it, or with nil, the relay records no metrics.
+// rows, the age of the oldest, rows retrying, rows moved aside), events
+// published, duplicates, refused publishes and failures. Without it, or
+// with nil, the relay records no metrics.
 func WithRelayMetrics(reg prometheus.Registerer) RelayOption {
 	return func(r *Relay) { r.registerer = reg }
 }
@@ -134,6 +168,9 @@ func NewRelay(o *Outbox, js jetstream.JetStream, logger *slog.Logger, opts ...Re
 		publishTimeout: defaultPublishTimeout,
 		retention:      defaultRetention,
 		coalesce:       defaultCoalesce,
+		maxAttempts:    defaultMaxAttempts,
+		rowRetryFirst:  defaultRowRetryFirst,
+		rowRetryLimit:  defaultRowRetryLimit,
 	}
 	for _, opt := range opts {
 		opt(r)
@@ -152,11 +189,23 @@ func NewRelay(o *Outbox, js jetstream.JetStream, logger *slog.Logger, opts ...Re
 // poll interval, and keeps retrying, with backoff, while NATS or the
 // database fails: an event is never dropped.
 //
+// Two kinds of failure are told apart. When NATS is unavailable (the
+// connection is down, acknowledgements do not come, JetStream is not
+// ready), the whole relay backs off, up to 30s between tries, and no row is
+// blamed. When JetStream refuses one row (no stream binds its subject, it is
+// larger than allowed), only that row waits: it is tried again on its own
+// backoff (WithRowBackoff), its attempts and last error kept in the outbox,
+// while the rows behind it keep flowing; after WithMaxAttempts refusals it
+// is moved aside to outbox_dead, where ListDeadOutbox shows it and
+// ReplayDeadOutbox puts it back.
+//
 // Delivery is at least once. A crash between publish and mark republishes
 // the row on restart, and JetStream drops the copy within DuplicateWindow.
-// Rows are published in order, pipelined within a batch. When a publish
-// fails, the rows after it that JetStream did store stay published, and the
-// failed one follows them on retry: order is best effort, as it is for
+// Ordering: rows that publish at their first try reach the stream in order
+// of insertion, pipelined within a batch. A row that failed loses its
+// place: the rows after it that JetStream did store stay published, and the
+// failed one follows them, on the relay's next try after an outage or
+// after its own backoff when refused. Order is best effort, as it is for
 // consumers anyway, whose failed messages are redelivered after later ones.
 //
 // Several relays may run on one database. On PostgreSQL a batch is claimed
@@ -253,11 +302,12 @@ func (r *Relay) drain(ctx context.Context) error {
 }
 
 type outboxRow struct {
-	seq     int64
-	eventID string
-	subject string
-	payload []byte
-	headers map[string]string
+	seq      int64
+	eventID  string
+	subject  string
+	payload  []byte
+	headers  map[string]string
+	attempts int
 }
 
 type querier interface {
@@ -265,8 +315,27 @@ type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// relayBatch claims, publishes and marks one batch, returning how many rows
-// it claimed.
+// published is what became of a batch's publishes.
+type published struct {
+	// acked are the seqs of the rows JetStream stored (or already had).
+	acked []any
+	// refused are the rows JetStream refused: each waits on its own.
+	refused []refusal
+	// unavailable is set when NATS failed; the rows neither acked nor
+	// refused are retried as they are.
+	unavailable error
+}
+
+type refusal struct {
+	row outboxRow
+	err error
+}
+
+// recorded counts what record did, for the metrics once committed.
+type recorded struct{ marked, refused, movedAside int }
+
+// relayBatch claims, publishes and records one batch, returning how many
+// rows it claimed; its error is NATS or the database failing.
 func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	// Once a batch is claimed it is published and marked even if ctx is
 	// cancelled meanwhile, so a graceful stop leaves nothing to republish.
@@ -278,9 +347,23 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 		if err != nil || len(batch) == 0 {
 			return 0, err
 		}
-		marked, err := r.publishAndMark(work, r.outbox.db, batch)
-		r.metrics.published.Add(float64(marked))
-		return len(batch), err
+		res, err := r.publishBatch(work, batch)
+		if err != nil {
+			return 0, err
+		}
+		// A write transaction of its own, after the publish, so that the
+		// single writer is not held while waiting for NATS.
+		var rec recorded
+		err = r.outbox.db.InTx(work, func(tx *sql.Tx) error {
+			var recordErr error
+			rec, recordErr = r.record(work, tx, res)
+			return recordErr
+		})
+		if err != nil {
+			return 0, err
+		}
+		r.count(rec)
+		return len(batch), res.unavailable
 	}
 
 	tx, err := r.outbox.db.BeginTx(work, nil)
@@ -294,18 +377,35 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
-	marked, markErr := r.publishAndMark(work, tx, batch)
+	res, err := r.publishBatch(work, batch)
+	if err != nil {
+		return 0, err
+	}
+	rec, err := r.record(work, tx, res)
+	if err != nil {
+		return 0, err
+	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("commit outbox marks: %w", err)
 	}
-	r.metrics.published.Add(float64(marked))
-	return len(batch), markErr
+	r.count(rec)
+	return len(batch), res.unavailable
 }
 
+func (r *Relay) count(rec recorded) {
+	r.metrics.published.Add(float64(rec.marked))
+	r.metrics.refused.Add(float64(rec.refused))
+	r.metrics.movedAside.Add(float64(rec.movedAside))
+}
+
+// claim reads the next batch: unpublished rows, in order, skipping those
+// waiting out a refusal.
 func (r *Relay) claim(ctx context.Context, q querier, lockClause string) ([]outboxRow, error) {
+	now := nowSQL(r.outbox.db.Dialect)
 	rows, err := q.QueryContext(ctx,
-		`SELECT seq, event_id, subject, payload, headers FROM outbox
-		 WHERE published_at IS NULL ORDER BY seq LIMIT $1`+lockClause, r.batchSize)
+		`SELECT seq, event_id, subject, payload, headers, attempts FROM outbox
+		 WHERE published_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= `+now+`)
+		 ORDER BY seq LIMIT $1`+lockClause, r.batchSize)
 	if err != nil {
 		return nil, fmt.Errorf("claim outbox rows: %w", err)
 	}
@@ -316,7 +416,7 @@ func (r *Relay) claim(ctx context.Context, q querier, lockClause string) ([]outb
 			row     outboxRow
 			headers string
 		)
-		if err := rows.Scan(&row.seq, &row.eventID, &row.subject, &row.payload, &headers); err != nil {
+		if err := rows.Scan(&row.seq, &row.eventID, &row.subject, &row.payload, &headers, &row.attempts); err != nil {
 			return nil, fmt.Errorf("read outbox row: %w", err)
 		}
 		if err := json.Unmarshal([]byte(headers), &row.headers); err != nil {
@@ -330,35 +430,101 @@ func (r *Relay) claim(ctx context.Context, q querier, lockClause string) ([]outb
 	return batch, nil
 }
 
-// publishAndMark publishes batch and marks the rows JetStream acknowledged.
-// It returns how many rows it marked and the first publish failure.
-func (r *Relay) publishAndMark(ctx context.Context, q querier, batch []outboxRow) (int, error) {
-	acked, pubErr := r.publish(ctx, batch)
+// publishBatch publishes batch; its error is the test hook's.
+func (r *Relay) publishBatch(ctx context.Context, batch []outboxRow) (published, error) {
+	res := r.publish(ctx, batch)
 	if r.afterPublish != nil {
 		if err := r.afterPublish(); err != nil {
-			return 0, err
+			return published{}, err
 		}
 	}
-	if len(acked) > 0 {
-		_, err := q.ExecContext(ctx,
-			`UPDATE outbox SET published_at = `+nowSQL(r.outbox.db.Dialect)+
-				` WHERE seq IN (`+placeholders(1, len(acked))+`)`, acked...)
-		if err != nil {
-			return 0, fmt.Errorf("mark %d outbox rows published: %w", len(acked), err)
-		}
-		r.logger.DebugContext(ctx, "outbox events published", "count", len(acked))
-	}
-	return len(acked), pubErr
+	return res, nil
 }
 
-// publish sends the whole batch before waiting for any acknowledgement, and
-// returns the seqs of the rows JetStream stored (or already had). Rows after
-// a failed one are still marked when acknowledged, so that a row that keeps
-// failing does not get those behind it stored again on every retry.
-func (r *Relay) publish(ctx context.Context, batch []outboxRow) (acked []any, firstErr error) {
+// record marks the acknowledged rows published and puts each refused row
+// on its backoff, or aside when it has used up its attempts.
+func (r *Relay) record(ctx context.Context, q querier, res published) (recorded, error) {
+	d := r.outbox.db.Dialect
+	rec := recorded{marked: len(res.acked), refused: len(res.refused)}
+	if len(res.acked) > 0 {
+		_, err := q.ExecContext(ctx,
+			`UPDATE outbox SET published_at = `+nowSQL(d)+
+				` WHERE seq IN (`+placeholders(1, len(res.acked))+`)`, res.acked...)
+		if err != nil {
+			return recorded{}, fmt.Errorf("mark %d outbox rows published: %w", len(res.acked), err)
+		}
+		r.logger.DebugContext(ctx, "outbox events published", "count", len(res.acked))
+	}
+	for _, f := range res.refused {
+		attempts := f.row.attempts + 1
+		lastError := truncate(f.err.Error(), maxErrorHeaderBytes)
+		log := r.logger.With("event_id", f.row.eventID, "subject", f.row.subject, "attempts", attempts, "error", lastError)
+		if attempts >= r.maxAttempts {
+			if err := moveAside(ctx, q, f.row.seq, attempts, lastError); err != nil {
+				return recorded{}, err
+			}
+			rec.movedAside++
+			log.ErrorContext(ctx, "outbox event moved aside after refused publishes")
+			continue
+		}
+		delay := jitter(r.rowDelay(attempts))
+		var wait any = delay.Seconds()
+		if d != db.Postgres {
+			wait = strconv.FormatFloat(delay.Seconds(), 'f', 3, 64)
+		}
+		_, err := q.ExecContext(ctx,
+			`UPDATE outbox SET attempts = $2, last_error = $3, next_attempt_at = `+afterSecondsSQL(d, "$4")+
+				` WHERE seq = $1`, f.row.seq, attempts, lastError, wait)
+		if err != nil {
+			return recorded{}, fmt.Errorf("put event %s on its backoff: %w", f.row.eventID, err)
+		}
+		log.WarnContext(ctx, "outbox event refused, will retry", "retry_in", delay)
+	}
+	return rec, nil
+}
+
+// moveAside moves outbox row seq to outbox_dead. A dead row of the same
+// event id, possible when an event id was reused after its row died, is
+// replaced: the newer row is the one to replay.
+func moveAside(ctx context.Context, q querier, seq int64, attempts int, lastError string) error {
+	if _, err := q.ExecContext(ctx,
+		`DELETE FROM outbox_dead WHERE event_id = (SELECT event_id FROM outbox WHERE seq = $1)`, seq); err != nil {
+		return fmt.Errorf("move outbox row %d aside: %w", seq, err)
+	}
+	if _, err := q.ExecContext(ctx,
+		`INSERT INTO outbox_dead (seq, event_id, subject, payload, headers, created_at, attempts, last_error)
+		 SELECT seq, event_id, subject, payload, headers, created_at, $2, $3 FROM outbox WHERE seq = $1`,
+		seq, attempts, lastError); err != nil {
+		return fmt.Errorf("move outbox row %d aside: %w", seq, err)
+	}
+	if _, err := q.ExecContext(ctx, `DELETE FROM outbox WHERE seq = $1`, seq); err != nil {
+		return fmt.Errorf("move outbox row %d aside: %w", seq, err)
+	}
+	return nil
+}
+
+// rowDelay is the backoff after a row's attempts-th refusal, before jitter.
+func (r *Relay) rowDelay(attempts int) time.Duration {
+	d := r.rowRetryFirst
+	for i := 1; i < attempts && d < r.rowRetryLimit; i++ {
+		d *= 2
+	}
+	return min(d, r.rowRetryLimit)
+}
+
+// publish sends the whole batch before waiting for any acknowledgement.
+// Rows after a failed one are still marked when acknowledged, so that a row
+// that keeps failing does not get those behind it stored again on every
+// retry. A failure of NATS stops the publishing of the batch; a refusal of
+// one row does not.
+func (r *Relay) publish(ctx context.Context, batch []outboxRow) (res published) {
 	ctx, cancel := context.WithTimeout(ctx, r.publishTimeout)
 	defer cancel()
-	futures := make([]jetstream.PubAckFuture, 0, len(batch))
+	type inFlight struct {
+		row    outboxRow
+		future jetstream.PubAckFuture
+	}
+	sent := make([]inFlight, 0, len(batch))
 	for _, row := range batch {
 		msg := nats.NewMsg(row.subject)
 		msg.Data = row.payload
@@ -370,39 +536,52 @@ func (r *Relay) publish(ctx context.Context, batch []outboxRow) (acked []any, fi
 		// be overtaken by those sent after it. The relay retries the batch.
 		future, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(row.eventID), jetstream.WithRetryAttempts(0))
 		if err != nil {
-			firstErr = fmt.Errorf("publish event %s to %s: %w", row.eventID, row.subject, err)
-			break
+			err = fmt.Errorf("publish event %s to %s: %w", row.eventID, row.subject, err)
+			if natsUnavailable(err) {
+				res.unavailable = err
+				break
+			}
+			res.refused = append(res.refused, refusal{row: row, err: err})
+			continue
 		}
-		futures = append(futures, future)
+		sent = append(sent, inFlight{row: row, future: future})
 	}
-	acked = make([]any, 0, len(futures))
-	for i, future := range futures {
+	res.acked = make([]any, 0, len(sent))
+	for _, s := range sent {
 		select {
-		case ack := <-future.Ok():
-			acked = append(acked, batch[i].seq)
+		case ack := <-s.future.Ok():
+			res.acked = append(res.acked, s.row.seq)
 			if ack.Duplicate {
 				r.metrics.duplicates.Inc()
 			}
-		case err := <-future.Err():
-			if firstErr == nil {
-				firstErr = fmt.Errorf("publish event %s to %s: %w", batch[i].eventID, batch[i].subject, err)
+		case err := <-s.future.Err():
+			err = fmt.Errorf("publish event %s to %s: %w", s.row.eventID, s.row.subject, err)
+			if !natsUnavailable(err) {
+				res.refused = append(res.refused, refusal{row: s.row, err: err})
+			} else if res.unavailable == nil {
+				res.unavailable = err
 			}
 		case <-ctx.Done():
 			// The rest are unknown: republishing them is safe.
-			return acked, errors.Join(firstErr, fmt.Errorf("wait for ack of event %s: %w", batch[i].eventID, ctx.Err()))
+			res.unavailable = errors.Join(res.unavailable, fmt.Errorf("wait for ack of event %s: %w", s.row.eventID, ctx.Err()))
+			return res
 		}
 	}
-	return acked, firstErr
+	return res
 }
 
 func (r *Relay) updateLag(ctx context.Context) {
 	var (
-		pending int64
-		age     float64
+		pending, retrying, dead int64
+		age                     float64
 	)
 	err := r.outbox.db.QueryRowContext(ctx,
-		`SELECT count(*), COALESCE(`+ageSecondsSQL(r.outbox.db.Dialect, "min(created_at)")+`, 0)
-		 FROM outbox WHERE published_at IS NULL`).Scan(&pending, &age)
+		`SELECT count(*), COALESCE(`+ageSecondsSQL(r.outbox.db.Dialect, "min(created_at)")+`, 0),
+		        COALESCE(sum(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0)
+		 FROM outbox WHERE published_at IS NULL`).Scan(&pending, &age, &retrying)
+	if err == nil {
+		err = r.outbox.db.QueryRowContext(ctx, `SELECT count(*) FROM outbox_dead`).Scan(&dead)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			r.logger.WarnContext(ctx, "outbox lag not measured", "error", err)
@@ -411,6 +590,8 @@ func (r *Relay) updateLag(ctx context.Context) {
 	}
 	r.metrics.pending.Set(float64(pending))
 	r.metrics.oldestAge.Set(max(age, 0))
+	r.metrics.retrying.Set(float64(retrying))
+	r.metrics.dead.Set(float64(dead))
 }
 
 func (r *Relay) prune(ctx context.Context) {

@@ -3,6 +3,8 @@ package events_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,31 +148,34 @@ func TestTwoRelaysOnOneDatabasePublishEachEventOnce(t *testing.T) {
 	})
 }
 
-func TestRelayReportsLagAndLosesNothingWhileJetStreamIsDown(t *testing.T) {
+// While NATS is down the relay fails as a whole and backs off; no row is
+// blamed for it, so none uses up its attempts however long the outage lasts.
+func TestRelayReportsLagAndLosesNothingWhileNATSIsDown(t *testing.T) {
 	t.Parallel()
 	forEachEngineWithSchema(t, func(t *testing.T, d *db.DB) {
-		js := startJetStream(t)
-		// Without its stream a subject has no responders: the same failure
-		// as a NATS outage, from the relay's point of view.
-		require.NoError(t, js.DeleteStream(t.Context(), streamOrders))
+		srv, js := startJetStreamServer(t)
+		srv.Stop()
 		o := events.NewOutbox(d)
 		evs := orderEvents("ev", 5)
 		addCommitted(t, d, o, evs...)
 
 		reg := prometheus.NewRegistry()
 		relay := events.NewRelay(o, js, testLogger(t), events.WithPollInterval(tick),
-			events.WithPublishTimeout(waitFor), events.WithRelayMetrics(reg))
+			events.WithPublishTimeout(100*time.Millisecond), events.WithMaxAttempts(2), events.WithRelayMetrics(reg))
 		runInBackground(t, relay.Run)
 
+		// More failed tries than a row's attempts allow.
 		require.Eventually(t, func() bool {
-			return metricValue(t, reg, "mercato_events_publish_errors_total") >= 2 &&
+			return metricValue(t, reg, "mercato_events_publish_errors_total") >= 3 &&
 				metricValue(t, reg, "mercato_events_outbox_pending") == float64(len(evs)) &&
 				metricValue(t, reg, "mercato_events_outbox_oldest_pending_age_seconds") > 0
 		}, waitFor, tick)
 		assert.Less(t, metricValue(t, reg, "mercato_events_outbox_oldest_pending_age_seconds"), waitFor.Seconds())
 		require.Equal(t, len(evs), unpublished(t, d), "nothing is dropped while failing")
+		assert.Zero(t, countRows(t, d, `SELECT count(*) FROM outbox WHERE attempts > 0`), "no row is blamed for the outage")
+		assert.Zero(t, metricValue(t, reg, "mercato_events_outbox_refused_total"))
 
-		require.NoError(t, events.EnsureStreams(t.Context(), js, 1, testStreams))
+		srv.Restart()
 		require.Eventually(t, func() bool {
 			return unpublished(t, d) == 0 && metricValue(t, reg, "mercato_events_outbox_pending") == 0
 		}, waitFor, tick)
@@ -182,6 +187,87 @@ func TestRelayReportsLagAndLosesNothingWhileJetStreamIsDown(t *testing.T) {
 		}
 		assert.Len(t, msgs, len(evs))
 		assert.Zero(t, metricValue(t, reg, "mercato_events_outbox_oldest_pending_age_seconds"))
+		assert.Zero(t, countRows(t, d, `SELECT count(*) FROM outbox_dead`))
+	})
+}
+
+// A row JetStream refuses (no stream binds its subject; larger than NATS
+// takes) waits on its own backoff while the rows behind it flow, in order,
+// and is moved aside after its attempts; replayed once its stream exists,
+// it is published.
+func TestRelayMovesAsideARowJetStreamRefuses(t *testing.T) {
+	t.Parallel()
+	forEachEngineWithSchema(t, func(t *testing.T, d *db.DB) {
+		js := startJetStream(t)
+		o := events.NewOutbox(d)
+		poison := events.Event{ID: "poison", Subject: "inventory.reserved", Payload: []byte(`{"sku":"kettle"}`)}
+		// Over the server's 1 MB max_payload.
+		huge := events.Event{ID: "huge", Subject: "order.confirmed", Payload: fmt.Appendf(nil, `{"note":%q}`, strings.Repeat("x", 2<<20))}
+		before, after := orderEvents("before", 2), orderEvents("after", 5)
+		addCommitted(t, d, o, before...)
+		addCommitted(t, d, o, poison, huge)
+		addCommitted(t, d, o, after...)
+
+		const maxAttempts = 4
+		reg := prometheus.NewRegistry()
+		relay := events.NewRelay(o, js, testLogger(t), events.WithPollInterval(tick), events.WithBatchSize(3),
+			events.WithMaxAttempts(maxAttempts), events.WithRowBackoff(20*time.Millisecond, 40*time.Millisecond),
+			events.WithRelayMetrics(reg))
+		runInBackground(t, relay.Run)
+
+		require.Eventually(t, func() bool {
+			return streamCount(t, js, streamOrders) == len(before)+len(after)
+		}, waitFor, tick, "the rows behind the refused one are published")
+		require.Eventually(t, func() bool {
+			return countRows(t, d, `SELECT count(*) FROM outbox_dead`) == 2
+		}, waitFor, tick, "the refused rows are moved aside")
+		assert.Zero(t, unpublished(t, d))
+		assert.Zero(t, countRows(t, d, `SELECT count(*) FROM outbox WHERE event_id IN ('poison', 'huge')`))
+
+		msgs := streamMessages(t, js, streamOrders)
+		for i, ev := range append(before, after...) {
+			assert.Equal(t, ev.ID, msgs[i].Header.Get(events.HeaderEventID), "rows that flow keep their order: message %d", i)
+		}
+		// The counters follow the commit.
+		require.Eventually(t, func() bool {
+			return metricValue(t, reg, "mercato_events_outbox_moved_aside_total") == 2
+		}, waitFor, tick)
+		assert.Equal(t, float64(2*maxAttempts), metricValue(t, reg, "mercato_events_outbox_refused_total"))
+		assert.Zero(t, metricValue(t, reg, "mercato_events_publish_errors_total"), "the relay as a whole never failed")
+		require.Eventually(t, func() bool { return metricValue(t, reg, "mercato_events_outbox_dead") == 2 }, waitFor, tick)
+
+		dead, err := events.ListDeadOutbox(t.Context(), d, events.DeadOutboxFilter{})
+		require.NoError(t, err)
+		require.Len(t, dead, 2)
+		assert.Equal(t, "huge", dead[1].EventID)
+		assert.Contains(t, dead[1].Error, "maximum payload exceeded")
+		limited, err := events.ListDeadOutbox(t.Context(), d, events.DeadOutboxFilter{Limit: 1})
+		require.NoError(t, err)
+		assert.Len(t, limited, 1)
+		assert.Equal(t, "poison", dead[0].EventID)
+		assert.Equal(t, "inventory.reserved", dead[0].Subject)
+		assert.JSONEq(t, `{"sku":"kettle"}`, string(dead[0].Payload))
+		assert.Equal(t, maxAttempts, dead[0].Attempts)
+		assert.Contains(t, dead[0].Error, "no response from stream")
+		assert.WithinDuration(t, time.Now(), dead[0].DeadAt, waitFor)
+		assert.False(t, dead[0].DeadAt.Before(dead[0].CreatedAt))
+
+		_, err = events.ReplayDeadOutbox(t.Context(), d, events.DeadOutboxFilter{EventID: "missing"})
+		require.ErrorIs(t, err, events.ErrNoSuchDeadLetter)
+
+		// The cause fixed, the replayed row goes out.
+		inventory := events.Stream{Name: "INVENTORY", Domain: "inventory"}
+		require.NoError(t, events.EnsureStreams(t.Context(), js, 1, append(testStreams, inventory)))
+		replayed, err := events.ReplayDeadOutbox(t.Context(), d, events.DeadOutboxFilter{EventID: "poison"})
+		require.NoError(t, err)
+		require.Len(t, replayed, 1)
+		assert.Equal(t, 1, countRows(t, d, `SELECT count(*) FROM outbox_dead`), "only the row asked for is replayed")
+		require.Eventually(t, func() bool { return streamCount(t, js, inventory.Name) == 1 }, waitFor, tick)
+		published := streamMessages(t, js, inventory.Name)[0]
+		assert.Equal(t, "poison", published.Header.Get(events.HeaderEventID))
+		assert.JSONEq(t, `{"sku":"kettle"}`, string(published.Data))
+		require.Eventually(t, func() bool { return unpublished(t, d) == 0 }, waitFor, tick)
+		require.Eventually(t, func() bool { return metricValue(t, reg, "mercato_events_outbox_dead") == 1 }, waitFor, tick)
 	})
 }
 

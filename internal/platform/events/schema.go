@@ -26,8 +26,9 @@ const schemaVersionTable = "events_schema_version"
 // another advisory lock will do.
 const schemaLockID int64 = 0x6d657263_6576656e // "mercaeven"
 
-// EnsureSchema creates or upgrades the outbox and processed_events tables in
-// d. It is idempotent and safe to call from several processes at once: the
+// EnsureSchema creates or upgrades the events tables in d: outbox and
+// outbox_dead for a producer, processed_events and consumer_rejections for
+// a consumer. It is idempotent and safe to call from several processes at once: the
 // applied versions are recorded in their own table (events_schema_version),
 // and on PostgreSQL an advisory lock makes concurrent callers take turns.
 func EnsureSchema(ctx context.Context, d *db.DB) error {
@@ -86,6 +87,16 @@ func olderThanSQL(d db.Dialect, column, param string) string {
 		return column + " < now() - make_interval(secs => " + param + ")"
 	}
 	return column + " < strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || " + param + " || ' seconds')"
+}
+
+// afterSecondsSQL is an expression for the time the number of seconds in
+// placeholder param from now: a float8 on PostgreSQL, text ("1.500") on
+// SQLite.
+func afterSecondsSQL(d db.Dialect, param string) string {
+	if d == db.Postgres {
+		return "now() + make_interval(secs => " + param + ")"
+	}
+	return "strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || " + param + " || ' seconds')"
 }
 
 // ageSecondsSQL is an expression for how many seconds ago the time in

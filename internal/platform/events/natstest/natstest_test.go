@@ -3,6 +3,7 @@ package natstest_test
 import (
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -26,4 +27,22 @@ func TestStartServesJetStreamOnAFreePort(t *testing.T) {
 	ack, err := js.Publish(t.Context(), "probe.one", []byte("{}"))
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), ack.Sequence)
+}
+
+func TestServerRestartsWithItsStreams(t *testing.T) {
+	srv := natstest.StartServer(t)
+	nc, js := natstest.Connect(t, srv.URL())
+	_, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe.>"}})
+	require.NoError(t, err)
+	_, err = js.Publish(t.Context(), "probe.one", []byte("{}"))
+	require.NoError(t, err)
+
+	srv.Stop()
+	require.Eventually(t, func() bool { return !nc.IsConnected() }, 10*time.Second, 10*time.Millisecond)
+	srv.Restart()
+	require.Eventually(t, nc.IsConnected, 10*time.Second, 10*time.Millisecond)
+
+	ack, err := js.Publish(t.Context(), "probe.two", []byte("{}"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), ack.Sequence, "the stream survived the restart")
 }

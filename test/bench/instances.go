@@ -270,7 +270,7 @@ func (l *logFollower) events() ([]launcherEvent, error) {
 		return nil, err
 	}
 	l.off += int64(n)
-	data := append(l.rest, buf[:n]...)
+	data := slices.Concat(l.rest, buf[:n])
 	end := bytes.LastIndexByte(data, '\n')
 	if end < 0 {
 		l.rest = data

@@ -11,6 +11,14 @@
 //   - pgbench: PostgreSQL's own TPC-B-like benchmark on the same server, as
 //     the yardstick for the PostgreSQL checkout figure.
 //
+// Two more parts run only when asked for (-scale, -kills):
+//
+//   - scale: the gateway's product reads on a system with one catalog and
+//     on one with several, side by side, with each catalog instance's
+//     share of the calls (scale.go);
+//   - kills: SIGKILL one catalog instance after another and time how long
+//     `mercato up` takes to have a new process serving (kill.go).
+//
 // The read part drives each path with a load tool that is cheap for its
 // protocol, since every CPU cycle the tool spends is taken from the servers
 // on this shared machine: grpc-go over one pooled connection for catalog,
@@ -58,6 +66,11 @@ type options struct {
 	read, checkout, pgbench bool
 	engines                 []string
 
+	// opt-in parts
+	scale         bool
+	scaleReplicas int
+	killCfg       killConfig
+
 	// read part
 	duration    time.Duration
 	concurrency []int
@@ -90,6 +103,13 @@ func main() {
 	flag.BoolVar(&o.checkout, "checkout", false, "run the checkout part")
 	flag.BoolVar(&o.pgbench, "pgbench", false, "run pgbench")
 	flag.StringVar(&engines, "engines", "sqlite,postgres", "comma-separated engines of the checkout part")
+	flag.BoolVar(&o.scale, "scale", false, "run the scale part: the gateway's product reads with 1 catalog and with -scale-replicas, side by side (only when asked for)")
+	flag.IntVar(&o.scaleReplicas, "scale-replicas", 3, "catalog instances of the scale part's second system")
+	flag.IntVar(&o.killCfg.kills, "kills", 0, "run the kill part: SIGKILL a catalog instance this many times, one after another, timing each replacement (0: not run)")
+	flag.IntVar(&o.killCfg.replicas, "kill-replicas", 3, "catalog instances of the kill part, killed in turn")
+	flag.DurationVar(&o.killCfg.after, "kill-after", 31*time.Second, "how long an instance has run before the kill part kills it (at least 15s, so that no instance exits 5 times within a minute; above 30s every restart gets the shortest backoff)")
+	flag.DurationVar(&o.killCfg.gap, "kill-gap", 11*time.Second, "how long after one replacement is ready the kill part kills the next instance")
+	flag.Float64Var(&o.killCfg.rate, "kill-load", 100, "product reads per second through the gateway during the kill part (open loop; 0 for none)")
 
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each product read run")
 	concurrency := flag.String("concurrency", "32,64,128", "comma-separated concurrent clients of the maximum-throughput read runs; each path's best is its maximum")
@@ -115,7 +135,7 @@ func main() {
 	flag.Parse()
 	benchEnv = append(benchEnv, "LOG_LEVEL="+*logLevel)
 
-	if !o.read && !o.checkout && !o.pgbench {
+	if !o.read && !o.checkout && !o.pgbench && !o.scale && o.killCfg.kills == 0 {
 		o.read, o.checkout, o.pgbench = true, true, true
 	}
 	for _, e := range strings.Split(engines, ",") {
@@ -159,6 +179,13 @@ func run(ctx context.Context, o options) error {
 	if c.shoppers < 1 || c.users < 1 || c.products < 1 || c.duration <= 0 || c.warmup < 0 || c.poll <= 0 ||
 		len(o.concurrency) == 0 || o.rounds < 1 || o.duration <= 0 || o.pgbenchCfg.duration < time.Second {
 		return errors.New("counts must be at least 1, durations positive (pgbench's at least 1s)")
+	}
+	k := o.killCfg
+	if o.scaleReplicas < 2 || o.scaleReplicas > 16 || k.kills < 0 || k.replicas < 1 || k.replicas > 16 || k.rate < 0 || k.gap < 0 {
+		return errors.New("-scale-replicas must be 2 to 16, -kill-replicas 1 to 16, -kills, -kill-gap and -kill-load not negative")
+	}
+	if k.after < minKillAfter {
+		return fmt.Errorf("-kill-after must be at least %s: an instance that exits 5 times within a minute is given up on", minKillAfter)
 	}
 	binary, err := filepath.Abs(o.binary)
 	if err != nil {
@@ -209,7 +236,19 @@ func run(ctx context.Context, o options) error {
 		printPgbench(r, o.pgbenchCfg)
 		sum.pgbench = &r
 	}
-	printSummary(sum)
+	if o.scale {
+		if err := scalePart(ctx, binary, o); err != nil {
+			return fmt.Errorf("scale part: %w", err)
+		}
+	}
+	if o.killCfg.kills > 0 {
+		if err := killPart(ctx, binary, o.killCfg); err != nil {
+			return fmt.Errorf("kill part: %w", err)
+		}
+	}
+	if o.read || o.checkout || o.pgbench {
+		printSummary(sum)
+	}
 	fmt.Printf("\nload average at end: %s\n", loadAverage())
 	return nil
 }
@@ -247,9 +286,25 @@ type system struct {
 // startSystem starts `mercato up` and waits until the public API serves the
 // seeded catalog.
 func startSystem(ctx context.Context, binary, pgURL string) (*system, error) {
+	return startSystemWith(ctx, binary, pgURL, "")
+}
+
+// startSystemWith is startSystem with `mercato up --replicas replicas`
+// when replicas is not empty (service=count pairs, as the flag takes them).
+func startSystemWith(ctx context.Context, binary, pgURL, replicas string) (*system, error) {
 	dataDir, err := os.MkdirTemp("", "mercato-bench-")
 	if err != nil {
 		return nil, err
+	}
+	if replicas != "" {
+		if pgURL != "" {
+			_ = os.RemoveAll(dataDir)
+			return nil, errors.New("replicas are only started on SQLite")
+		}
+		if err := migrateReplicated(ctx, binary, dataDir, replicas); err != nil {
+			_ = os.RemoveAll(dataDir)
+			return nil, err
+		}
 	}
 	addr, err := freeAddr(ctx)
 	if err != nil {
@@ -267,6 +322,9 @@ func startSystem(ctx context.Context, binary, pgURL string) (*system, error) {
 	if pgURL != "" {
 		s.dbPrefix = uniqueName("bench_") + "_"
 		args = append(args, "--postgres", pgURL, "--db-prefix", s.dbPrefix)
+	}
+	if replicas != "" {
+		args = append(args, "--replicas", replicas)
 	}
 	// Cancelling ctx (Ctrl-C) stops the system gracefully, so that its
 	// databases can still be dropped. In a process group of its own it

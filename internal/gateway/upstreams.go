@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/mercato-dev/mercato/internal/platform/observability"
+	"github.com/mercato-dev/mercato/internal/platform/resilience"
 )
 
 // API is a service's public API as the gateway serves it. The table of
@@ -77,6 +78,7 @@ func dialUpstreams(upstreams []Upstream, extra ...grpc.DialOption) (*upstreamPoo
 			// by the route's metrics here and by the service's own.
 			grpc.WithChainUnaryInterceptor(markUpstreamCall, observability.UnaryClientTracing(propagator)),
 			grpc.WithUserAgent("mercato-gateway"),
+			grpc.WithConnectParams(resilience.Reconnect),
 		}, extra...)...)
 		if err != nil {
 			_ = p.close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -76,13 +77,8 @@ const (
 // exited records an unexpected exit at now and returns how long to wait
 // before starting the instance again, or false when it is in a crash loop.
 func (inst *instance) exited(now time.Time) (time.Duration, bool) {
-	recent := inst.exits[:0]
-	for _, at := range inst.exits {
-		if now.Sub(at) < crashLoopWindow {
-			recent = append(recent, at)
-		}
-	}
-	inst.exits = append(recent, now)
+	inst.exits = slices.DeleteFunc(inst.exits, func(at time.Time) bool { return now.Sub(at) >= crashLoopWindow })
+	inst.exits = append(inst.exits, now)
 	if len(inst.exits) >= crashLoopExits {
 		inst.gaveUp = true
 		return 0, false

@@ -14,9 +14,9 @@ type child struct {
 	// address (/readyz).
 	name      string
 	adminAddr string
-	cmd    *exec.Cmd
-	stdout *lineWriter
-	stderr *lineWriter
+	cmd       *exec.Cmd
+	stdout    *lineWriter
+	stderr    *lineWriter
 
 	// done is closed once the process has exited and its output is
 	// flushed; exitErr is Wait's result, set before.

@@ -111,7 +111,6 @@ func AddrVar(service string) string {
 // service name and the gRPC port.
 func defaultTarget(service string) string { return service + ":9090" }
 
-
 // validator is a service Config.
 type validator interface{ Validate() error }
 

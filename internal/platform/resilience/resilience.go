@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/health" // client-side health checking, enabled in the service config
@@ -68,6 +69,14 @@ func (o Options) WithDefaults() Options {
 	return o
 }
 
+// Reconnect is how soon a connection to an instance that went away is
+// tried again: from 100 ms, growing to 5 s. An instance that restarts is
+// back in about that long, and grpc-go's default waits a second.
+var Reconnect = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+	MinConnectTimeout: 2 * time.Second,
+}
+
 // ErrCircuitOpen is returned (as codes.Unavailable) while a target's breaker is open.
 var ErrCircuitOpen = status.Error(codes.Unavailable, "circuit breaker open")
 
@@ -116,6 +125,7 @@ func Dial(name, target string, opts Options) (*grpc.ClientConn, error) {
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}],"healthCheckConfig":{"serviceName":""}}`),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithChainUnaryInterceptor(interceptors...),
+		grpc.WithConnectParams(Reconnect),
 	}, opts.DialOptions...)
 	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {

@@ -108,14 +108,14 @@ type Check func(ctx context.Context) error
 // Server is one service process. Register gRPC services on GRPC() and
 // extra HTTP handlers with HandleHTTP before calling Run.
 type Server struct {
-	name     string
-	cfg      Config
-	log      *slog.Logger
-	grpc     *grpc.Server
-	health   *health.Server
-	mux      *http.ServeMux
-	grpcLis  net.Listener
-	httpLis  net.Listener
+	name    string
+	cfg     Config
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	mux     *http.ServeMux
+	grpcLis net.Listener
+	httpLis net.Listener
 	readiness
 	announce Announce
 }

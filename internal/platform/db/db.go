@@ -119,7 +119,17 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	sqldb.SetMaxOpenConns(maxConns)
 	sqldb.SetMaxIdleConns(maxConns)
-	if err := sqldb.PingContext(ctx); err != nil {
+	// The first connection to a new file switches it to WAL, which fails
+	// with SQLITE_BUSY, busy_timeout or not, while another process's first
+	// connection does the same: replicas starting together take turns.
+	unlock, err := lockFile(ctx, path+sqliteLockSuffix)
+	if err != nil {
+		_ = sqldb.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	err = sqldb.PingContext(ctx)
+	unlock()
+	if err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}

@@ -42,7 +42,7 @@ func MigrateTracked(ctx context.Context, d *DB, migrations fs.FS, versionTable s
 		dialect = goose.DialectPostgres
 		opts = append(opts, goose.WithSessionLocker(advisoryLock{}))
 	case d.path != "":
-		unlock, err := lockFile(ctx, d.path+migrateLockSuffix)
+		unlock, err := lockFile(ctx, d.path+sqliteLockSuffix)
 		if err != nil {
 			return fmt.Errorf("lock migrations: %w", err)
 		}
@@ -124,6 +124,6 @@ func (advisoryLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
 // tries again.
 const lockPollInterval = 10 * time.Millisecond
 
-// migrateLockSuffix names the file beside a SQLite database that its
-// migrations lock.
-const migrateLockSuffix = ".migrate-lock"
+// sqliteLockSuffix names the file beside a SQLite database that processes
+// opening or migrating it lock, to take turns.
+const sqliteLockSuffix = ".lock"

@@ -550,29 +550,7 @@ func testNoOversell(t *testing.T, s *system, admin string) {
 	const units, shoppers = 5, 20
 	p := s.stockedProduct(t, admin, 2500, units)
 
-	tokens := make([]string, shoppers)
-	var g errgroup.Group
-	g.SetLimit(4)
-	for i := range tokens {
-		g.Go(func() error {
-			email := uniqueEmail(fmt.Sprintf("rush%d", i))
-			ctx := t.Context()
-			r, err := s.send(ctx, http.MethodPost, "/api/v1/auth/register", "",
-				map[string]string{"email": email, "password": "correct horse battery", "name": "Rush"})
-			if err := expectReply(r, err, http.StatusCreated, nil); err != nil {
-				return fmt.Errorf("register: %w", err)
-			}
-			r, err = s.send(ctx, http.MethodPost, "/api/v1/auth/login", "",
-				map[string]string{"email": email, "password": "correct horse battery"})
-			var pair tokenPair
-			if err := expectReply(r, err, http.StatusOK, &pair); err != nil {
-				return fmt.Errorf("log in: %w", err)
-			}
-			tokens[i] = pair.AccessToken
-			return nil
-		})
-	}
-	require.NoError(t, g.Wait())
+	tokens := s.customers(t, shoppers)
 
 	// The sampler reads the stock until told to stop, keeping every
 	// reading: on_hand + sold = units must hold in each.
@@ -666,4 +644,40 @@ func testWaitForOutcome(t *testing.T, s *system, admin string) {
 	requireProblem(t, s.do(t, http.MethodGet, "/api/v1/orders/"+placed.ID+"?wait_seconds=soon", buyer, nil), http.StatusBadRequest)
 	stranger := s.customer(t)
 	requireProblem(t, s.do(t, http.MethodGet, "/api/v1/orders/"+placed.ID+"?wait_seconds=1", stranger, nil), http.StatusNotFound)
+}
+
+// customers registers n customers, a few at a time, and returns their
+// access tokens.
+func (a api) customers(t *testing.T, n int) []string {
+	t.Helper()
+	tokens := make([]string, n)
+	var g errgroup.Group
+	g.SetLimit(4)
+	for i := range tokens {
+		g.Go(func() error {
+			token, err := a.newCustomer(t.Context())
+			tokens[i] = token
+			return err
+		})
+	}
+	require.NoError(t, g.Wait())
+	return tokens
+}
+
+// newCustomer registers a customer and returns their access token; for
+// goroutines other than the test's own.
+func (a api) newCustomer(ctx context.Context) (string, error) {
+	email := uniqueEmail("rush")
+	r, err := a.send(ctx, http.MethodPost, "/api/v1/auth/register", "",
+		map[string]string{"email": email, "password": "correct horse battery", "name": "Rush"})
+	if err := expectReply(r, err, http.StatusCreated, nil); err != nil {
+		return "", fmt.Errorf("register: %w", err)
+	}
+	r, err = a.send(ctx, http.MethodPost, "/api/v1/auth/login", "",
+		map[string]string{"email": email, "password": "correct horse battery"})
+	var pair tokenPair
+	if err := expectReply(r, err, http.StatusOK, &pair); err != nil {
+		return "", fmt.Errorf("log in: %w", err)
+	}
+	return pair.AccessToken, nil
 }

@@ -378,23 +378,67 @@ func (c *cluster) dumpLogs(t *testing.T) {
 // sample is not there (yet).
 func (c *cluster) metric(t *testing.T, service, sample string) float64 {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+c.addrs[service].http+"/metrics", nil)
+	v, err := scrapeMetric(t.Context(), c.client, c.addrs[service].http, sample)
 	require.NoError(t, err)
-	resp, err := c.client.Do(req)
-	require.NoError(t, err)
+	return v
+}
+
+// scrapeMetric adds up the samples of a metric on /metrics of the process
+// whose admin address is addr: sample is either one sample's name with
+// its labels, as the exposition writes it, or a metric's name followed by
+// label pairs every sample counted must have (`grpc_server_handled_total
+// grpc_method="GetProduct"`). 0 when there is none (yet).
+func scrapeMetric(ctx context.Context, client *http.Client, addr, sample string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
 	var b strings.Builder
-	_, err = io.Copy(&b, resp.Body)
-	require.NoError(t, err)
+	if _, err := io.Copy(&b, resp.Body); err != nil {
+		return 0, err
+	}
+	fields := strings.Fields(sample)
+	name, labels := fields[0], fields[1:]
+	total := 0.0
 	for _, line := range strings.Split(b.String(), "\n") {
-		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
-			var v float64
-			_, err := fmt.Sscan(rest, &v)
-			require.NoError(t, err, "metric line %q", line)
-			return v
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if len(labels) == 0 {
+			if series != name {
+				continue
+			}
+		} else {
+			labelSet, isOf := strings.CutPrefix(series, name+"{")
+			if !isOf || !containsAll(labelSet, labels) {
+				continue
+			}
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err != nil {
+			return 0, fmt.Errorf("metric line %q: %w", line, err)
+		}
+		total += v
+	}
+	return total, nil
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
 		}
 	}
-	return 0
+	return true
 }
 
 // killedBySIGKILL reports whether the process ended from SIGKILL.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +34,10 @@ type options struct {
 	// postgres and dbPrefix select PostgreSQL storage.
 	postgres string
 	dbPrefix string
+	// replicas is passed as --replicas ("catalog=3", "2").
+	replicas string
+	// natsURL is passed as --nats: an external NATS server.
+	natsURL string
 }
 
 // system is a running `mercato up`.
@@ -79,6 +84,12 @@ func startSystem(t *testing.T, opts options) *system {
 	args := []string{"up", "--addr", "127.0.0.1:0", "--data", opts.dataDir}
 	if opts.postgres != "" {
 		args = append(args, "--postgres", opts.postgres, "--db-prefix", opts.dbPrefix)
+	}
+	if opts.replicas != "" {
+		args = append(args, "--replicas", opts.replicas)
+	}
+	if opts.natsURL != "" {
+		args = append(args, "--nats", opts.natsURL)
 	}
 	cmd := exec.Command(mercatoBin, args...)
 	// Rate limits are tested where they live; here they would only make
@@ -164,10 +175,12 @@ func lastLines(s string, n int) string {
 
 // launcherLog is one of the launcher's own log lines.
 type launcherLog struct {
-	Msg    string `json:"msg"`
-	Name   string `json:"name"`
-	PID    int    `json:"pid"`
-	Status string `json:"status"`
+	Msg      string `json:"msg"`
+	Name     string `json:"name"`
+	PID      int    `json:"pid"`
+	Status   string `json:"status"`
+	HTTPAddr string `json:"http_addr"`
+	Restarts int    `json:"restarts"`
 }
 
 // launcherLogs parses the lines the launcher itself wrote ("mercato  | {...}").
@@ -196,6 +209,26 @@ func (s *system) servicePIDs(t *testing.T) map[string]int {
 		}
 	}
 	return pids
+}
+
+// adminAddrs are the admin (HTTP) addresses of the processes by log label
+// ("catalog-2"), from the launcher's log: /metrics, /readyz.
+func (s *system) adminAddrs(t *testing.T) map[string]string {
+	t.Helper()
+	addrs := map[string]string{}
+	for _, l := range s.launcherLogs(t) {
+		if l.Msg == "service started" {
+			addrs[l.Name] = l.HTTPAddr
+		}
+	}
+	return addrs
+}
+
+// launcherSaid reports whether the launcher logged msg about the process
+// labelled name.
+func (s *system) launcherSaid(t *testing.T, msg, name string) bool {
+	t.Helper()
+	return slices.ContainsFunc(s.launcherLogs(t), func(l launcherLog) bool { return l.Msg == msg && l.Name == name })
 }
 
 // processGone reports whether no process with pid exists any more.

@@ -138,6 +138,7 @@ type harness struct {
 	crash              *crasher
 	wrapInv            func(app.Inventory) app.Inventory
 	wrapPay            func(app.Payments) app.Payments
+	wrapStore          func(app.SagaRepository) app.SagaRepository
 	sagaCfg            app.SagaConfig
 	logs               io.Writer
 	saga               *app.Saga
@@ -157,6 +158,11 @@ func doubled() option {
 }
 
 func crashAt(point string) option { return func(h *harness) { h.crash.at = point } }
+
+// withSagaStore puts wrap around the saga's bookkeeping store.
+func withSagaStore(wrap func(app.SagaRepository) app.SagaRepository) option {
+	return func(h *harness) { h.wrapStore = wrap }
+}
 
 func withSaga(cfg app.SagaConfig) option { return func(h *harness) { h.sagaCfg = cfg } }
 
@@ -218,7 +224,11 @@ func (h *harness) start() {
 	}
 	inv := h.wrapInv(adapters.NewInventoryGRPCClient(orderstest.InventoryClient(h.inv)))
 	pay := h.wrapPay(adapters.NewPaymentsGRPCClient(orderstest.PaymentsClient(h.pay)))
-	h.saga = app.NewSaga(h.repo, h.repo, inv, pay, logger, cfg)
+	var store app.SagaRepository = h.repo
+	if h.wrapStore != nil {
+		store = h.wrapStore(store)
+	}
+	h.saga = app.NewSaga(h.repo, store, inv, pay, logger, cfg)
 	h.orders = app.NewOrders(h.repo, h.repo,
 		adapters.NewCatalogGRPCClient(orderstest.CatalogClient(h.catalog)),
 		adapters.NewCartGRPCClient(orderstest.CartClient(h.cart)), pay,

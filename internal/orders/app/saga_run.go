@@ -314,6 +314,14 @@ func (s *Saga) advance(ctx context.Context, id string, stop <-chan struct{}) {
 	s.unlock(id, unlock)
 	if err != nil {
 		s.log.ErrorContext(ctx, "saga run failed", "order_id", id, "error", err.Error())
+		if p.RetryAt.IsZero() {
+			// Nothing is scheduled (the database was unreachable, say) and
+			// the order may stay leased to this instance, which the poll
+			// skips until the lease expires: far past a checkout's
+			// deadline. This instance may claim its own lease again, so it
+			// tries again as soon as the poll would have.
+			p.RetryAt = time.Now().Add(s.cfg.PollInterval)
+		}
 	}
 	if !p.RetryAt.IsZero() {
 		s.WakeAt(id, p.RetryAt)

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -500,6 +501,59 @@ func TestExecutor(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestExecutorOutlivesAFailedWrite fails the saga's bookkeeping write once,
+// as a database restart mid-run does: the order stays leased to this
+// instance, which takes it up again at once rather than when the lease
+// expires, long past the checkout's deadline.
+func TestExecutorOutlivesAFailedWrite(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, d *db.DB) {
+		store := &failOnceStore{}
+		h := newHarness(t, d, realTime(),
+			withSaga(app.SagaConfig{Workers: 2, PollInterval: 20 * time.Millisecond, Lease: time.Hour}),
+			withSagaStore(func(s app.SagaRepository) app.SagaRepository { store.SagaRepository = s; return store }))
+		runCtx, stop := context.WithCancel(t.Context())
+		runDone := make(chan error, 1)
+		go func() { runDone <- h.saga.Run(runCtx) }()
+
+		// Inventory down makes the reservation fail, and recording its
+		// retry is the write that fails.
+		h.inv.SetDown(true)
+		id := h.place(h.customer(), twoMugs(visa)).ID
+		require.Eventually(t, store.failed, 10*time.Second, 10*time.Millisecond)
+		h.inv.SetDown(false)
+		require.Eventually(t, func() bool {
+			v, err := h.repo.Get(t.Context(), id)
+			return err == nil && v.Status == domain.StatusConfirmed
+		}, 10*time.Second, 10*time.Millisecond)
+		stop()
+		require.NoError(t, <-runDone)
+	})
+}
+
+// failOnceStore fails the first ScheduleRetry.
+type failOnceStore struct {
+	app.SagaRepository
+	mu   sync.Mutex
+	done bool
+}
+
+func (f *failOnceStore) ScheduleRetry(ctx context.Context, id, owner string, version int64, r app.Retry) error {
+	f.mu.Lock()
+	first := !f.done
+	f.done = true
+	f.mu.Unlock()
+	if first {
+		return errors.New("database is restarting")
+	}
+	return f.SagaRepository.ScheduleRetry(ctx, id, owner, version, r)
+}
+
+func (f *failOnceStore) failed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.done
 }
 
 func testOversell(t *testing.T, d *db.DB) {

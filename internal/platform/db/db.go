@@ -37,6 +37,8 @@ const (
 type DB struct {
 	*sql.DB
 	Dialect Dialect
+	// path is a SQLite database's file.
+	path string
 }
 
 // Config says where a service's data lives.
@@ -117,11 +119,21 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	sqldb.SetMaxOpenConns(maxConns)
 	sqldb.SetMaxIdleConns(maxConns)
-	if err := sqldb.PingContext(ctx); err != nil {
+	// The first connection to a new file switches it to WAL, which fails
+	// with SQLITE_BUSY, busy_timeout or not, while another process's first
+	// connection does the same: replicas starting together take turns.
+	unlock, err := lockFile(ctx, path+sqliteLockSuffix)
+	if err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &DB{DB: sqldb, Dialect: SQLite}, nil
+	err = sqldb.PingContext(ctx)
+	unlock()
+	if err != nil {
+		_ = sqldb.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return &DB{DB: sqldb, Dialect: SQLite, path: path}, nil
 }
 
 func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
@@ -174,8 +186,10 @@ func createPostgresDatabase(ctx context.Context, rawURL string) error {
 	}
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	// duplicate_database means a sibling process won the race: fine.
-	if err != nil && (!errors.As(err, &pgErr) || pgErr.Code != "42P04") {
+	// duplicate_database means a sibling process won the race: fine. So
+	// does unique_violation, which a CREATE DATABASE running at the same
+	// moment as the sibling's gets instead.
+	if err != nil && (!errors.As(err, &pgErr) || (pgErr.Code != "42P04" && pgErr.Code != "23505")) {
 		return fmt.Errorf("create database %s: %w", name, err)
 	}
 	return nil

@@ -80,3 +80,43 @@ func TestOpenReportsAnUnreachableServer(t *testing.T) {
 	_, err := db.Open(ctx, db.Config{URL: "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"})
 	require.ErrorContains(t, err, "connect to postgres")
 }
+
+// TestConcurrentMigrations opens and migrates one fresh database from
+// several handles at once, as replicas of a service do when they start
+// together: every one succeeds, and the schema is applied once.
+func TestConcurrentMigrations(t *testing.T) {
+	const replicas = 8
+	// A round is a race that unserialised start-ups lose only now and
+	// then; fresh PostgreSQL databases cost more than SQLite files.
+	for engine, rounds := range map[string]int{"sqlite": 20, "postgres": 3} {
+		t.Run(engine, func(t *testing.T) {
+			for range rounds {
+				url := dbtest.SQLiteURL(t)
+				if engine == "postgres" {
+					url = dbtest.PostgresURL(t)
+				}
+				start := make(chan struct{})
+				errs := make(chan error, replicas)
+				for range replicas {
+					go func() {
+						<-start
+						d, err := db.Open(t.Context(), db.Config{URL: url})
+						if err != nil {
+							errs <- err
+							return
+						}
+						defer d.Close()
+						errs <- db.Migrate(t.Context(), d, migrations)
+					}()
+				}
+				close(start)
+				for range replicas {
+					require.NoError(t, <-errs)
+				}
+				d := dbtest.Open(t, url)
+				_, err := d.ExecContext(t.Context(), "INSERT INTO widgets (id, name) VALUES ($1, $2)", "w1", "bolt")
+				require.NoError(t, err)
+			}
+		})
+	}
+}

@@ -20,16 +20,14 @@ import (
 func TestEnsureSchemaIsIdempotent(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, d *db.DB) {
-		if d.Dialect == db.Postgres {
-			// Replicas of a service start at once; the advisory lock makes them take turns.
-			var wg sync.WaitGroup
-			errs := make([]error, 4)
-			for i := range errs {
-				wg.Go(func() { errs[i] = events.EnsureSchema(t.Context(), d) })
-			}
-			wg.Wait()
-			require.NoError(t, errors.Join(errs...))
+		// Replicas of a service start at once; the migration lock makes them take turns.
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			wg.Go(func() { errs[i] = events.EnsureSchema(t.Context(), d) })
 		}
+		wg.Wait()
+		require.NoError(t, errors.Join(errs...))
 		require.NoError(t, events.EnsureSchema(t.Context(), d))
 		require.NoError(t, events.EnsureSchema(t.Context(), d))
 

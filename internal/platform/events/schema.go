@@ -8,9 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
-
 	"github.com/mercato-dev/mercato/internal/platform/db"
 )
 
@@ -21,37 +18,14 @@ var migrations embed.FS
 // service's own goose_db_version, so both number their migrations from 1.
 const schemaVersionTable = "events_schema_version"
 
-// schemaLockID serialises EnsureSchema across replicas starting at once
-// against one PostgreSQL database. Any fixed value unlikely to be used by
-// another advisory lock will do.
-const schemaLockID int64 = 0x6d657263_6576656e // "mercaeven"
-
 // EnsureSchema creates or upgrades the events tables in d: outbox and
 // outbox_dead for a producer, processed_events and consumer_rejections for
 // a consumer. It is idempotent and safe to call from several processes at once: the
 // applied versions are recorded in their own table (events_schema_version),
-// and on PostgreSQL an advisory lock makes concurrent callers take turns.
+// and concurrent callers take turns (db.MigrateTracked).
 func EnsureSchema(ctx context.Context, d *db.DB) error {
-	sub, err := fs.Sub(migrations, "migrations/"+string(d.Dialect))
-	if err != nil {
-		return fmt.Errorf("events migrations for %s: %w", d.Dialect, err)
-	}
-	dialect := goose.DialectSQLite3
-	opts := []goose.ProviderOption{goose.WithTableName(schemaVersionTable)}
-	if d.Dialect == db.Postgres {
-		dialect = goose.DialectPostgres
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(schemaLockID))
-		if err != nil {
-			return fmt.Errorf("events schema lock: %w", err)
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
-	}
-	provider, err := goose.NewProvider(dialect, d.DB, sub, opts...)
-	if err != nil {
-		return fmt.Errorf("load events migrations: %w", err)
-	}
-	if _, err := provider.Up(ctx); err != nil {
-		return fmt.Errorf("apply events migrations: %w", err)
+	if err := db.MigrateTracked(ctx, d, migrations, schemaVersionTable); err != nil {
+		return fmt.Errorf("events migrations: %w", err)
 	}
 	return nil
 }

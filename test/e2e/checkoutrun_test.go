@@ -18,6 +18,10 @@ import (
 // while its answers are lost.
 const placeTimeout = 30 * time.Second
 
+// maxRetryWait bounds the wait between two sends of a request whose
+// answer was lost.
+const maxRetryWait = 500 * time.Millisecond
+
 // A checkoutRun is checkouts of one unit each of one product, placed while
 // some part of the system fails, as their clients know them; and what
 // must hold once they have settled.
@@ -80,9 +84,11 @@ func (r *checkoutRun) place(ctx context.Context, token string, fromCart bool) (s
 
 // retry sends a request until it is answered with status (decoded into v
 // when not nil), sending it again while no answer comes or the answer is
-// a 5xx, for at most placeTimeout. Any other answer is an error.
+// a 5xx, backing off up to maxRetryWait, for at most placeTimeout. Any
+// other answer is an error.
 func (r *checkoutRun) retry(ctx context.Context, what string, status int, v any, send func() (reply, error)) error {
 	deadline := time.Now().Add(placeTimeout)
+	wait := pollInterval
 	for {
 		rep, err := send()
 		if err == nil && rep.status < 500 {
@@ -100,8 +106,9 @@ func (r *checkoutRun) retry(ctx context.Context, what string, status int, v any,
 		r.lost.Add(1)
 		select {
 		case <-ctx.Done():
-		case <-time.After(pollInterval):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, maxRetryWait)
 	}
 }
 

@@ -31,9 +31,10 @@ import (
 
 // A cluster runs the system the way `mercato up` does (an embedded NATS,
 // then every service as its own `mercato serve <service>` process on
-// loopback ports, the gateway last) but lets the test kill and restart one
-// service while the others keep running, which `mercato up` does not: it
-// stops everything when a service dies.
+// loopback ports, the gateway last) but lets the test stop a service and
+// start it again when it chooses, with another environment (a fault
+// armed, a slow provider), which `mercato up` does not: it restarts a
+// service that dies at once, as it was.
 type cluster struct {
 	api
 	dir      string

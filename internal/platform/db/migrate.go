@@ -120,8 +120,8 @@ func (advisoryLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
 	return nil
 }
 
-// lockPollInterval is how often a migration waiting for another's lock
-// tries again.
+// lockPollInterval is how often a process waiting for another's lock on a
+// database (to open a new SQLite file, or to migrate) tries again.
 const lockPollInterval = 10 * time.Millisecond
 
 // sqliteLockSuffix names the file beside a SQLite database that processes

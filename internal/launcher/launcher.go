@@ -134,7 +134,6 @@ func (l *Launcher) Run(ctx context.Context) error {
 			broker.WaitForShutdown()
 		}()
 		natsURL = broker.ClientURL()
-		logger.InfoContext(ctx, "nats started", "url", natsURL, "store", filepath.Join(cfg.DataDir, "nats"))
 	} else {
 		if err := prepareBroker(ctx, natsURL); err != nil {
 			// The URL given is wrong: a configuration problem, reported
@@ -166,6 +165,9 @@ func (l *Launcher) Run(ctx context.Context) error {
 		return err
 	}
 	cfg.Addr = public
+	if cfg.NATSURL == "" {
+		logger.InfoContext(ctx, "nats started", "url", natsURL, "store", filepath.Join(cfg.DataDir, "nats"))
+	}
 	addrs := map[string][]ServiceAddrs{}
 	for _, inst := range l.instances {
 		inst.addrs = byID[inst.id]

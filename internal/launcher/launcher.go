@@ -263,12 +263,13 @@ func (l *Launcher) supervise(ctx context.Context, logger *slog.Logger, p plan, s
 		case inst := <-restart:
 			if err := l.startInstance(ctx, logger, p, sink, sp, exits, inst); err != nil {
 				logger.ErrorContext(ctx, "restart failed", "name", inst.label, "error", err.Error())
-				inst.child = nil
-				// Counted as another exit, so a start that keeps failing
-				// ends in the crash-loop verdict too.
+				// Counted as another exit of the instance, so a start that
+				// keeps failing ends in the crash-loop verdict too.
+				failed := &child{name: inst.label, done: closedDone(), exitErr: err}
+				inst.child = failed
 				go func() {
 					select {
-					case exits <- &child{name: inst.label, done: closedDone(), exitErr: err}:
+					case exits <- failed:
 					case <-ctx.Done():
 					}
 				}()
@@ -580,10 +581,9 @@ func (l *Launcher) stopAll(ctx context.Context, logger *slog.Logger) {
 		wg.Go(func() { stopOne(c) })
 	}
 	wg.Wait()
-	for _, inst := range l.instances {
-		inst.gaveUp = true // nothing runs any more
+	if err := writeTargets(l.cfg.DataDir, nil); err != nil { // nothing runs any more
+		logger.WarnContext(ctx, "targets.json not written", "error", err.Error())
 	}
-	l.writeTargets(ctx, logger)
 }
 
 // banner tells a person where everything is.

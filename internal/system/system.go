@@ -74,11 +74,12 @@ func Services() []Service {
 
 // Lookup returns the service called name.
 func Lookup(name string) (Service, bool) {
-	i := slices.IndexFunc(Services(), func(s Service) bool { return s.Name == name })
+	services := Services()
+	i := slices.IndexFunc(services, func(s Service) bool { return s.Name == name })
 	if i < 0 {
 		return Service{}, false
 	}
-	return Services()[i], true
+	return services[i], true
 }
 
 // Names returns every service's name, in table order.

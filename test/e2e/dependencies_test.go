@@ -357,13 +357,13 @@ type postgresServer struct {
 }
 
 // startPostgresServer creates and starts a cluster with the machine's
-// PostgreSQL binaries (skipping the test where there are none), and stops
-// it when the test ends, after the system.
+// PostgreSQL binaries, which the suite needs anyway, and stops it when the
+// test ends, after the system.
 func startPostgresServer(t *testing.T) *postgresServer {
 	t.Helper()
 	bin := postgresBinDir()
 	if bin == "" {
-		t.Skip("no PostgreSQL server binaries (initdb, postgres) found")
+		t.Fatal("no PostgreSQL server binaries (initdb, postgres) found: install PostgreSQL (Debian: apt-get install postgresql), as the suite's other PostgreSQL tests need")
 	}
 	// Made by hand, not t.TempDir: the server's user must reach it.
 	dir, err := os.MkdirTemp("", "mercato-e2e-pg-")

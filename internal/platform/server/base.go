@@ -61,9 +61,8 @@ func (b *Base) Discovery(cfg Config) (registry.Registry, error) {
 		return nil, fmt.Errorf("%s registry: %w", b.name, err)
 	}
 	b.discovery = reg
-	// Closers run last-added first: prepend, so the registry outlives the
-	// connections that resolve through it.
-	b.closers.fns = append([]func() error{reg.Close}, b.closers.fns...)
+	// The registry outlives the connections that resolve through it.
+	b.closers.AddLast(reg.Close)
 	return reg, nil
 }
 

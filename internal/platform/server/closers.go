@@ -15,6 +15,13 @@ func (c *Closers) Add(close func() error) {
 	c.fns = append(c.fns, close)
 }
 
+// AddLast registers close to be called after everything else, whenever it
+// is added: for what the others use while they close (a registry their
+// connections resolve through).
+func (c *Closers) AddLast(close func() error) {
+	c.fns = append([]func() error{close}, c.fns...)
+}
+
 // Close calls every registered function, the last added first, and
 // returns their errors joined. Each is called at most once: a second Close
 // does nothing.

@@ -15,13 +15,14 @@ func TestClosersCloseInReverseOrderOnce(t *testing.T) {
 	c.Add(func() error { order = append(order, "db"); return nil })
 	c.Add(func() error { order = append(order, "nats"); return errors.New("drain failed") })
 	c.Add(func() error { order = append(order, "repo"); return nil })
+	c.AddLast(func() error { order = append(order, "registry"); return nil })
 
 	err := c.Close()
 	require.EqualError(t, err, "drain failed")
-	require.Equal(t, []string{"repo", "nats", "db"}, order)
+	require.Equal(t, []string{"repo", "nats", "db", "registry"}, order)
 
 	require.NoError(t, c.Close(), "a second close does nothing")
-	require.Len(t, order, 3)
+	require.Len(t, order, 4)
 }
 
 func TestClosersCloseOnErrorOnlyWhenFailing(t *testing.T) {
